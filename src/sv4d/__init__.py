@@ -1,0 +1,21 @@
+"""sv4d: Stable Video 4D 2.0 in plain PyTorch.
+
+    import sv4d, torch
+    model = sv4d.load("sv4d2.safetensors", device="cuda", dtype=torch.float16)
+
+``load`` returns an :class:`~sv4d.models.engine.SV4DModel` ready to condition, sample and
+decode (see the README).
+"""
+
+from __future__ import annotations
+
+from .config import PRESETS, ModelConfig, UNetConfig, VAEConfig, CLIPVisionConfig, SamplerConfig, get_preset, tiny_config
+from .errors import Sv4dError
+from .io.checkpoint import load_model as load, save_model as save, build_model
+from .models.engine import SV4DModel
+
+__all__ = [
+    "load", "save", "build_model", "SV4DModel", "ModelConfig", "UNetConfig", "VAEConfig",
+    "CLIPVisionConfig", "SamplerConfig", "PRESETS", "get_preset", "tiny_config", "Sv4dError",
+]
+__version__ = "0.1.0"
