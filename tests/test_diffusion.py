@@ -68,3 +68,17 @@ def test_euler_with_exact_denoiser_lands_on_the_data():
     x = torch.randn(2) * torch.sqrt(1 + sig[0] ** 2)
     out = sample_euler(lambda x, s: target.expand_as(x), x, sig)
     assert torch.allclose(out, target, atol=1e-5)
+
+
+def test_relative_camera_angles_equal_the_reference_inputs(data_dir):
+    from safetensors.torch import load_file
+
+    from sv4d.cameras import relative_angles
+
+    for name, az, T in (("sampling_sv4d2_first_window", [0, 60, 120, 180, 240], 3),
+                        ("sampling_sv4d2_8views", [0, 30, 75, 120, 165, 210, 255, 300, 330], 2)):
+        t = load_file(str(data_dir / "golden" / f"{name}.safetensors"))
+        polar, azim = relative_angles(az, 0.0, T)
+        assert torch.equal(polar, t["in.polar_rad_f64"]) and torch.equal(azim, t["in.azimuth_rad_f64"])
+    polar, _ = relative_angles([0, 90], [10.0, 30.0], 1)
+    assert math.isclose(float(polar[0]), math.pi / 2 - math.radians(20), rel_tol=1e-12)
