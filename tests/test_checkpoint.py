@@ -141,3 +141,14 @@ def test_config_roundtrip_and_validation():
         sv4d.UNetConfig(adm_in_channels=1000)
     with pytest.raises(Sv4dError, match="unknown preset"):
         sv4d.get_preset("sv3d")
+
+
+def test_chunked_reading_reopens_the_file_and_keeps_every_tensor(tiny_model, tmp_path):
+    from sv4d.io.checkpoint import _read_tensors
+
+    p = save_model(tiny_model, tmp_path / "mine.safetensors")
+    sd = tiny_model.state_dict()
+    shapes = {k: tuple(v.shape) for k, v in sd.items()}
+    got = _read_tensors(p, list(sd), shapes, "cpu", torch.bfloat16, chunk_bytes=4096)
+    assert set(got) == set(sd)
+    assert all(torch.equal(got[k], sd[k].to(torch.bfloat16)) for k in sd)
