@@ -97,7 +97,7 @@ def bench_gpu(device: str, repeats: int) -> None:
             torch.cuda.reset_peak_memory_stats(device)
             s = time_forward(unet, inp, repeats, device)
             peak = torch.cuda.max_memory_allocated(device) / 2**30
-            print(f"  {name:<13} {str(dtype):<15} T={cfg.num_frames} V={cfg.num_views} 72x72 b=2: "
+            print(f"  {name:<13} {str(dtype):<15} T={cfg.num_frames} V={cfg.num_views} {cfg.latent_size}x{cfg.latent_size} b=2: "
                   f"forward {s * 1000:7.1f} ms, peak {peak:5.1f} GiB, 50 steps ~ {50 * s:5.1f} s/window")
             del unet, inp
 
