@@ -33,6 +33,8 @@ def relative_angles(
             raise Sv4dError(f"got {len(elevs)} elevations for {n} views; give one value or one per view")
     two_pi = 2 * math.pi
     polars = [math.radians(90.0 - e) for e in elevs]
+    # Relative to the last view first, then to view 0, exactly as the official script
+    # does: the first step cancels mathematically but keeps the float64 results bit-equal.
     az_last = azimuths_deg[-1]
     azims = [math.radians((a - az_last) % 360.0) for a in azimuths_deg]
     pol = [(polars[v] - polars[0] + math.pi / 2) % two_pi for v in range(1, n)]

@@ -151,27 +151,24 @@ def expected_shapes(model: torch.nn.Module) -> dict[str, tuple[int, ...]]:
     return {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
 
-def _read_tensors(path: Path, keys: list[str], shapes: Mapping[str, tuple[int, ...]],
-                  device: str | torch.device, dtype: torch.dtype,
+def _read_tensors(path: Path, keys: list[str], device: str | torch.device, dtype: torch.dtype,
                   chunk_bytes: int = 1 << 30) -> dict[str, torch.Tensor]:
     """Read ``keys`` converted to ``dtype`` on ``device``.
 
-    The file is memory-mapped; its pages count as resident while mapped, so it is reopened
-    every ~``chunk_bytes`` of source data to release them: peak memory is the converted
-    weights plus about one chunk, not the weights plus the whole file.
+    ``get_tensor`` returns views of the memory-mapped file, so every tensor is copied
+    (``copy=True``) before the file is closed. Mapped pages count as resident while
+    mapped, so the file is reopened every ~``chunk_bytes`` of source data to release them:
+    peak memory is the converted weights plus about one chunk, not weights plus file.
     """
     out: dict[str, torch.Tensor] = {}
     i = 0
     while i < len(keys):
         budget = 0
         with safe_open(str(path), "pt", device="cpu") as f:
-            while i < len(keys) and (budget == 0 or budget < chunk_bytes):
-                k = keys[i]
-                t = f.get_tensor(k)
+            while i < len(keys) and budget < chunk_bytes:
+                t = f.get_tensor(keys[i])
                 budget += t.numel() * t.element_size()
-                out[k] = t.to(device=device, dtype=dtype, copy=True) if t.dtype == dtype and str(device) == "cpu" \
-                    else t.to(device=device, dtype=dtype)
-                del t
+                out[keys[i]] = t.to(device=device, dtype=dtype, copy=True)
                 i += 1
     return out
 
@@ -198,7 +195,7 @@ def load_tensors_into(
         with safe_open(str(p), "pt", device="cpu") as f:
             available = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
         check_keys(expected, available, source)
-        sd = _read_tensors(p, [k for k in expected if k in available], available, device, dtype)
+        sd = _read_tensors(p, [k for k in expected if k in available], device, dtype)
     else:
         assert tensors is not None
         available = {k: tuple(v.shape) for k, v in tensors.items()}
