@@ -4,7 +4,10 @@
     model = sv4d.load("sv4d2.safetensors", device="cuda", dtype=torch.float16)
 
 ``load`` returns an :class:`~sv4d.models.engine.SV4DModel` ready to condition, sample and
-decode (see the README).
+decode (see the README). ``GenerationPipeline`` runs the whole video-to-multi-view job::
+
+    pipe = sv4d.GenerationPipeline.from_checkpoint("sv4d2.safetensors", device="cuda")
+    pipe("camel.gif").save("out/camel")
 """
 
 from __future__ import annotations
@@ -17,5 +20,22 @@ from .models.engine import SV4DModel
 __all__ = [
     "load", "save", "build_model", "SV4DModel", "ModelConfig", "UNetConfig", "VAEConfig",
     "CLIPVisionConfig", "SamplerConfig", "PRESETS", "get_preset", "tiny_config", "Sv4dError",
+    "GenerationPipeline", "read_clip", "read_multiview",
 ]
+
+
+def __getattr__(name: str):  # lazy: the video and image libraries load only when used
+    if name == "GenerationPipeline":
+        from .generate.pipeline import GenerationPipeline
+
+        return GenerationPipeline
+    if name == "read_clip":
+        from .io.video import read_clip
+
+        return read_clip
+    if name == "read_multiview":
+        from .io.multiview import read_multiview
+
+        return read_multiview
+    raise AttributeError(f"module 'sv4d' has no attribute {name!r}")
 __version__ = "0.1.0"

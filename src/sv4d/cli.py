@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from .errors import Sv4dError
 
@@ -20,6 +21,119 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
     print(check_checkpoint(args.checkpoint, preset=args.preset, load=args.load, dtype=args.dtype))
     return 0
+
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    from .generate.output import check_output_dir
+    from .generate.pipeline import GenerationPipeline
+    from .generate.preprocess import check_mask_available
+    from .generate.cameras import view_angles
+    from .io.checkpoint import check_safetensors_file, resolve_config
+    from .io.video import read_clip
+
+    out = Path(args.out) if args.out else Path("outputs") / _stem(args.input)
+    check_output_dir(out, args.overwrite)
+    check_safetensors_file(args.checkpoint)
+    cfg = resolve_config(args.checkpoint, args.preset)
+    elevations = args.elevations[0] if args.elevations and len(args.elevations) == 1 else (args.elevations or 0.0)
+    view_angles(cfg.num_views, cfg.azimuths_deg, args.azimuths, elevations, args.input_elevation)
+    check_mask_available(args.mask)
+    clip = read_clip(args.input, max_frames=args.frames, fps=args.fps, spread=args.spread, start=args.start)
+    say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=sys.stderr))
+    say(f"sv4d: {clip.source}: {len(clip.frames)} frames of {clip.size[0]}x{clip.size[1]} at {clip.fps:g} fps")
+    pipe = GenerationPipeline.from_checkpoint(
+        args.checkpoint, preset=args.preset, device=args.device, dtype=args.dtype, offload=args.offload,
+        encode_chunk=args.encode_chunk, decode_chunk=args.decode_chunk,
+    )
+    result = pipe(
+        clip, mask=args.mask, crop=args.crop, frame_ratio=args.frame_ratio, box=args.box,
+        azimuths=args.azimuths, elevations=elevations, input_elevation=args.input_elevation,
+        steps=args.steps, seed=args.seed, guider=args.guider, min_scale=args.min_cfg,
+        max_scale=args.max_cfg, progress=not args.quiet,
+    )
+    path = result.save(out, overwrite=args.overwrite, videos=not args.no_videos,
+                       preview=not args.no_preview, progress=not args.quiet)
+    s = result.settings
+    say(f"sv4d: windows {s['windows']}, {s['steps']} steps, "
+        f"{sum(s['seconds_per_window']) / max(1, len(s['seconds_per_window'])):.1f} s per window")
+    print(path)
+    return 0
+
+
+def _stem(source: str) -> str:
+    p = Path(source.split("*")[0].rstrip("/")) if "*" in source else Path(source)
+    return (p.stem if p.suffix else p.name) or "clip"
+
+
+def _add_generate(sub: "argparse._SubParsersAction") -> None:
+    g = sub.add_parser(
+        "generate",
+        help="one video in, consistent novel-view videos out (a multi-view video set)",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description=(
+            "Preprocess a clip (foreground, square crop, white background), generate V novel "
+            "views of every frame with SV4D 2.0 in windows of T frames (sv4d2: 12 frames x 4 "
+            "views; sv4d2_8views: 5 x 8), and write OUT/: cameras.json, rgba/ and rgb_white/ "
+            "view_XX/frame_YYY.png (view 0 = the preprocessed input), transforms.json "
+            "(D-NeRF style), videos/view_XX.mp4, preview.png, preview.mp4 and generation.json. "
+            "Cameras orbit the origin at a 33.8 degree field of view and a distance of "
+            "0.5 / (frame_ratio * tan(16.9 deg)), the object taken to fit [-0.5, 0.5]^3. "
+            "Any number of frames works: a short clip is padded, a long one gets more windows."
+        ),
+        epilog="example: sv4d generate camel.gif --checkpoint sv4d2.safetensors --out out/camel",
+    )
+    g.add_argument("input", help="a video (mp4, webm, gif, ...), a folder of frames, or a quoted glob pattern")
+    g.add_argument("-c", "--checkpoint", required=True,
+                   help="sv4d2.safetensors, sv4d2_8views.safetensors, or one written by sv4d")
+    g.add_argument("-o", "--out", default=None, help="output folder (default: outputs/<input name>)")
+    g.add_argument("--overwrite", action="store_true", help="replace --out if it exists (only once the new one is complete)")
+    g.add_argument("--preset", choices=["sv4d2", "sv4d2_8views"], default=None,
+                   help="model of an official file (default: from its name; sv4d files store it)")
+    a = g.add_argument_group("input frames")
+    a.add_argument("--frames", type=int, default=None, help="keep this many frames (default: all)")
+    a.add_argument("--spread", action="store_true", help="with --frames: spread them evenly over the clip instead of taking the first ones")
+    a.add_argument("--fps", type=float, default=None, help="resample the clip to this frame rate first (default: as read)")
+    a.add_argument("--start", type=float, default=0.0, help="skip this many seconds at the start")
+    p = g.add_argument_group("preprocessing")
+    p.add_argument("--mask", choices=["auto", "alpha", "threshold", "grabcut", "rembg"], default="auto",
+                   help="foreground: auto = the alpha channel when it is not fully opaque, else the official "
+                        "white-background threshold (mean RGB <= 250); alpha = alpha > 0 (the official rule "
+                        "for RGBA, also for opaque GIFs); grabcut = OpenCV GrabCut from --box for footage "
+                        "without a plain background; rembg = the rembg package, if installed with its model")
+    p.add_argument("--box", type=int, nargs=4, metavar=("X0", "Y0", "X1", "Y1"), default=None,
+                   help="object box in input pixels for --mask grabcut (default: the frame inset by 5%%)")
+    p.add_argument("--crop", choices=["union", "per-frame"], default="union",
+                   help="crop around the union box of all frames (official) or each frame's own box "
+                        "(objects that travel across the frame)")
+    p.add_argument("--frame-ratio", type=float, default=0.9, help="fraction of the square the object fills")
+    c = g.add_argument_group("cameras")
+    c.add_argument("--azimuths", type=float, nargs="+", default=None,
+                   help="V novel-view azimuths in degrees relative to the input view "
+                        "(default: sv4d2 60 120 180 240; sv4d2_8views 30 75 120 165 210 255 300 330)")
+    c.add_argument("--elevations", type=float, nargs="+", default=None,
+                   help="one elevation in degrees for every view (official, default 0), or V values for the novel views")
+    c.add_argument("--input-elevation", type=float, default=None,
+                   help="elevation of the input view when --elevations gives V values (default 0)")
+    s = g.add_argument_group("sampling")
+    s.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's, 50)")
+    s.add_argument("--seed", type=int, default=23, help="random seed; the same seed gives the same output")
+    s.add_argument("--guider", choices=["linear", "spatiotemporal", "constant", "none"], default=None,
+                   help="classifier-free guidance schedule (default: the model's)")
+    s.add_argument("--min-cfg", type=float, default=None, help="smallest guidance scale (default: the model's)")
+    s.add_argument("--max-cfg", type=float, default=None, help="largest guidance scale (default: the model's)")
+    m = g.add_argument_group("memory and speed")
+    m.add_argument("--device", default="cpu", help="torch device, e.g. cuda or cuda:1")
+    m.add_argument("--dtype", choices=["fp32", "fp16", "bf16"], default=None,
+                   help="weights and compute precision (default: fp16 on CUDA, fp32 on CPU; the decoder always runs in fp32)")
+    m.add_argument("--offload", action="store_true",
+                   help="keep idle sub-models on the CPU and move each to --device only while it runs")
+    m.add_argument("--encode-chunk", type=int, default=8, help="images per VAE encoder call")
+    m.add_argument("--decode-chunk", type=int, default=4, help="latents per VAE decoder call")
+    o = g.add_argument_group("output")
+    o.add_argument("--no-videos", action="store_true", help="skip videos/view_XX.mp4")
+    o.add_argument("--no-preview", action="store_true", help="skip preview.png and preview.mp4")
+    o.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    g.set_defaults(func=_cmd_generate)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,6 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--load", action="store_true", help="also load all tensors (needs memory for the weights)")
     c.add_argument("--dtype", default="fp32", choices=["fp32", "fp16", "bf16"], help="dtype for --load")
     c.set_defaults(func=_cmd_check)
+    _add_generate(sub)
     return p
 
 

@@ -219,8 +219,20 @@ def tiny_config(
     channel_mult: tuple[int, ...] = (1, 2),
     num_res_blocks: int = 1,
     context_dim: int = 32,
+    with_clip: bool = False,
 ) -> ModelConfig:
-    """A small config of the same block types (like the golden vectors' tiny one)."""
+    """A small config of the same block types (like the golden vectors' tiny one).
+
+    ``with_clip`` adds a tiny ViT image tower (28 px input, 2 x 2 patches) so that the
+    pipeline can be run end to end on images; without it the conditioner takes
+    image embeddings directly (as the golden vectors do).
+    """
+    clip = None
+    if with_clip:
+        clip = CLIPVisionConfig(
+            image_size=28, patch_size=14, width=32, layers=1, heads=2, output_dim=context_dim,
+            vocab_size=16, context_length=4, text_width=16,
+        )
     azimuths = tuple(round(360.0 * i / (num_views + 1), 4) for i in range(num_views + 1))
     return ModelConfig(
         name=name,
@@ -235,7 +247,7 @@ def tiny_config(
             view_attention=view_attention,
         ),
         vae=VAEConfig(ch=32, ch_mult=(1, 1, 1, 2), num_res_blocks=1),
-        clip=None,
+        clip=clip,
         sigma_cond_dim=model_channels,
         polar_dim=(3 * model_channels) // 2,
         azimuth_dim=4 * model_channels - model_channels - (3 * model_channels) // 2,

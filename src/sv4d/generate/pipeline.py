@@ -1,0 +1,259 @@
+"""The generation pipeline: one clip in, V + 1 views x n frames out (spec section 5).
+
+Build it once (``GenerationPipeline.from_checkpoint``) and call it on many clips::
+
+    pipe = GenerationPipeline.from_checkpoint("sv4d2.safetensors", device="cuda", dtype="fp16")
+    result = pipe("camel.gif", seed=23)
+    result.save("out/camel")
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import torch
+from einops import rearrange, repeat
+from tqdm.auto import tqdm
+
+from ..cameras import relative_angles
+from ..errors import Sv4dError
+from ..io.checkpoint import load_model, parse_dtype
+from ..io.video import Clip, read_clip
+from ..models.engine import SV4DModel
+from .cameras import FOV_DEG, camera_distance, view_angles
+from .preprocess import Preprocessed, preprocess_frames, threshold_mask
+from .windows import Window, describe, plan_windows
+
+
+@dataclass
+class GenerationResult:
+    """A generated multi-view video.
+
+    images: (V + 1, n, S, S, 3) uint8 on white, view 0 = the preprocessed input;
+    alpha: (V + 1, n, S, S) uint8 (view 0 from the input's alpha or mask, generated views
+    from the white-background threshold); times: (n,) seconds; azimuths_deg,
+    elevations_deg: V + 1 values; camera_distance and fov_deg: the orbit (see cameras.py).
+    """
+
+    images: np.ndarray
+    alpha: np.ndarray
+    times: np.ndarray
+    fps: float
+    azimuths_deg: list[float]
+    elevations_deg: list[float]
+    camera_distance: float
+    fov_deg: float
+    windows: list[Window]
+    preprocessed: Preprocessed
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def num_views(self) -> int:
+        return self.images.shape[0]
+
+    @property
+    def num_frames(self) -> int:
+        return self.images.shape[1]
+
+    def save(self, out: str | os.PathLike, *, overwrite: bool = False, videos: bool = True,
+             preview: bool = True, progress: bool = True) -> "os.PathLike":
+        """Write the output folder (see ``output.write_generation``); returns its path."""
+        from .output import write_generation
+
+        return write_generation(self, out, overwrite=overwrite, videos=videos, preview=preview,
+                                progress=progress)
+
+
+class GenerationPipeline:
+    """SV4D 2.0 multi-view video generation with memory switches.
+
+    device / dtype: where and in what precision the UNet, conditioner and CLIP run (the
+    first-stage decoder always runs in float32, as the official script disables autocast
+    for it). offload: keep sub-models on the CPU and move each to ``device`` only while
+    it works. encode_chunk / decode_chunk: images per VAE call (the official 8 and 4).
+    """
+
+    def __init__(self, model: SV4DModel, *, device: str | torch.device = "cpu",
+                 offload: bool = False, encode_chunk: int | None = 8, decode_chunk: int | None = 4,
+                 checkpoint: str | None = None) -> None:
+        self.model = model.eval().requires_grad_(False)
+        self.cfg = model.cfg
+        self.device = torch.device(device)
+        self.offload = offload and self.device.type != "cpu"
+        self.encode_chunk = encode_chunk
+        self.decode_chunk = decode_chunk
+        self.checkpoint = checkpoint
+        self.model.first_stage_model.float()
+        self.model.to("cpu" if self.offload else self.device)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike, *, preset: str | None = None,
+                        device: str | torch.device = "cpu", dtype: str | torch.dtype | None = None,
+                        offload: bool = False, encode_chunk: int | None = 8,
+                        decode_chunk: int | None = 4) -> "GenerationPipeline":
+        """Load an official (``sv4d2.safetensors``, ``sv4d2_8views.safetensors``) or
+        sv4d-written checkpoint. dtype defaults to fp16 on CUDA and fp32 elsewhere."""
+        dev = torch.device(device)
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise Sv4dError("--device cuda was asked for, but PyTorch sees no CUDA GPU; use --device cpu")
+        if dtype is None:
+            dtype = "fp16" if dev.type == "cuda" else "fp32"
+        load_dev = "cpu" if offload else dev
+        model = load_model(path, preset=preset, device=load_dev, dtype=parse_dtype(dtype))
+        if model.cfg.clip is None:
+            raise Sv4dError(
+                f"{path} has no image encoder (it takes precomputed embeddings); generation "
+                "needs a checkpoint with the CLIP image tower"
+            )
+        return cls(model, device=dev, offload=offload, encode_chunk=encode_chunk,
+                   decode_chunk=decode_chunk, checkpoint=str(path))
+
+    # ------------------------------------------------------------------ helpers
+    @contextlib.contextmanager
+    def _on_device(self, module: torch.nn.Module) -> Iterator[None]:
+        if not self.offload:
+            yield
+            return
+        module.to(self.device)
+        try:
+            yield
+        finally:
+            module.to("cpu")
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+
+    def read(self, source: str | os.PathLike | Clip, *, frames: int | None = None,
+             fps: float | None = None, spread: bool = False, start: float = 0.0) -> Clip:
+        if isinstance(source, Clip):
+            return source
+        return read_clip(source, max_frames=frames, fps=fps, spread=spread, start=start)
+
+    # ------------------------------------------------------------------ main entry
+    @torch.no_grad()
+    def __call__(
+        self,
+        source: str | os.PathLike | Clip,
+        *,
+        frames: int | None = None,
+        fps: float | None = None,
+        spread: bool = False,
+        start: float = 0.0,
+        mask: str = "auto",
+        crop: str = "union",
+        frame_ratio: float = 0.9,
+        box: tuple[int, int, int, int] | None = None,
+        azimuths: Sequence[float] | None = None,
+        elevations: float | Sequence[float] = 0.0,
+        input_elevation: float | None = None,
+        steps: int | None = None,
+        seed: int = 23,
+        guider: str | None = None,
+        min_scale: float | None = None,
+        max_scale: float | None = None,
+        progress: bool = True,
+    ) -> GenerationResult:
+        """Generate the V novel-view videos of a clip.
+
+        source: a video file, a folder of frames, a glob pattern, or a ``Clip``. Reading
+        options (frames, fps, spread, start) are those of ``read_clip``; preprocessing
+        options (mask, crop, frame_ratio, box) those of ``preprocess_frames``. azimuths:
+        V degrees relative to the input view; elevations: one value or V values.
+        """
+        cfg = self.cfg
+        T, V, S = cfg.num_frames, cfg.num_views, cfg.image_size
+        az, el = view_angles(V, cfg.azimuths_deg, azimuths, elevations, input_elevation)
+        if steps is not None and steps < 1:
+            raise Sv4dError(f"steps must be >= 1, got {steps}")
+        t_start = time.perf_counter()
+        clip = self.read(source, frames=frames, fps=fps, spread=spread, start=start)
+        pre = preprocess_frames(clip.frames, S, mask=mask, crop=crop, frame_ratio=frame_ratio,
+                                box=box, progress=progress)
+        n = pre.images.shape[0]
+        windows, padded = plan_windows(n, T)
+        t_pre = time.perf_counter() - t_start
+
+        images = pre.to_tensor()  # (n, 3, S, S) in [-1, 1]
+        if padded > n:
+            images = torch.cat([images, images[-1:].expand(padded - n, -1, -1, -1)], 0)
+        out = np.zeros((padded, V, S, S, 3), np.uint8)
+        # Generated views kept in float for frames that later windows start at.
+        starts = {w.start for w in windows[1:]}
+        refs: dict[int, torch.Tensor] = {}
+        polar, azim = relative_angles(az, el, T)
+        scales = self.model.guidance(T, V, guider, min_scale, max_scale)
+        n_steps = steps or cfg.sampler.num_steps
+        gen = torch.Generator().manual_seed(seed)
+        dev = self.device
+        h = cfg.latent_size
+        window_times = []
+        bar = tqdm(windows, desc=f"windows ({describe(windows)})", unit="window", disable=not progress)
+        for w in bar:
+            t0 = time.perf_counter()
+            fr = images[w.start:w.start + T]  # (T, 3, S, S)
+            cond_frames = repeat(fr, "t c h w -> (t v) c h w", v=V)
+            cond_view = refs[w.start] if w.conditioned else torch.zeros(V, 3, S, S)
+            noise = torch.randn((T * V, 4, h, h), generator=gen)
+            with self._on_device(self.model.conditioner):
+                c, uc = self.model.conditioner(
+                    fr.to(dev), cond_frames.to(dev), cond_view.to(dev), fr.to(dev), polar, azim, cond_mv=w.conditioned, generator=gen,
+                    encode_chunk=self.encode_chunk,
+                )
+            with self._on_device(self.model.model):
+                z = self.model.sample(
+                    c, uc, noise, num_steps=n_steps, scales=scales,
+                    progress=progress,
+                )
+            del c, uc
+            with self._on_device(self.model.first_stage_model):
+                x = self.model.decode(z, self.decode_chunk).cpu()
+            x = torch.clamp((x + 1.0) / 2.0, 0.0, 1.0) * 2.0 - 1.0  # official: samples * 2 - 1
+            x = rearrange(x, "(t v) c h w -> t v c h w", t=T, v=V)
+            out[w.start:w.start + T] = (((x + 1.0) / 2.0) * 255.0).to(torch.uint8).permute(0, 1, 3, 4, 2).numpy()
+            for s in starts:
+                if w.start <= s < w.start + T:
+                    refs[s] = x[s - w.start].clone()
+            for s in [s for s in refs if s <= w.start]:
+                del refs[s]
+            window_times.append(time.perf_counter() - t0)
+        bar.close()
+
+        gen_imgs = out[:n].transpose(1, 0, 2, 3, 4)  # (V, n, S, S, 3)
+        all_imgs = np.concatenate([pre.images[None], gen_imgs], 0)
+        gen_alpha = threshold_mask(gen_imgs).astype(np.uint8) * 255
+        all_alpha = np.concatenate([pre.alpha[None], gen_alpha], 0)
+        settings = {
+            "source": clip.source,
+            "checkpoint": self.checkpoint,
+            "model": cfg.name,
+            "frames_per_window": T,
+            "views_per_window": V,
+            "image_size": S,
+            "num_frames": n,
+            "windows": [[w.start, w.start + T - 1] for w in windows],
+            "padded_frames": padded,
+            "seed": seed,
+            "steps": n_steps,
+            "guider": guider or cfg.sampler.guider,
+            "min_scale": cfg.sampler.min_scale if min_scale is None else min_scale,
+            "max_scale": cfg.sampler.max_scale if max_scale is None else max_scale,
+            "device": str(dev),
+            "dtype": str(self.model.unet.dtype).replace("torch.", ""),
+            "offload": self.offload,
+            "mask": pre.mask,
+            "crop": pre.crop,
+            "frame_ratio": pre.frame_ratio,
+            "crops_row0_col0_halfside_canvas": [list(c) for c in pre.crops],
+            "notes": pre.notes,
+            "seconds_preprocess": round(t_pre, 3),
+            "seconds_per_window": [round(t, 3) for t in window_times],
+        }
+        return GenerationResult(
+            images=all_imgs, alpha=all_alpha, times=clip.times.astype(np.float64), fps=clip.fps,
+            azimuths_deg=az, elevations_deg=el, camera_distance=camera_distance(frame_ratio),
+            fov_deg=FOV_DEG, windows=windows, preprocessed=pre, settings=settings,
+        )
