@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
+import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -87,7 +87,8 @@ def write_generation(result: "GenerationResult", out: str | os.PathLike, *, over
 
     out = check_output_dir(out, overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"  # mkdir, not mkdtemp: keep umask modes
+    tmp.mkdir()
     try:
         size = result.images.shape[2]
         rgba = np.concatenate([result.images, result.alpha[..., None]], -1)
@@ -121,8 +122,8 @@ def write_generation(result: "GenerationResult", out: str | os.PathLike, *, over
         with open(tmp / "generation.json", "w") as f:
             json.dump(result.settings, f, indent=1)
         if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-            os.replace(out, old / out.name)
+            old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
+            os.replace(out, old)
             os.replace(tmp, out)
             shutil.rmtree(old, ignore_errors=True)
         else:
