@@ -38,9 +38,10 @@ def peak_rss_gb() -> float:
 def report(label: str, res, extra: str = "") -> None:
     s = res.settings
     per = s["seconds_per_window"]
-    print(f"  {label:<34} windows {s['windows']}  {s['steps']} steps  "
-          f"{sum(per) / len(per):7.2f} s/window  ({', '.join(f'{t:.2f}' for t in per)})  "
-          f"preprocess {s['seconds_preprocess']:.2f} s{extra}")
+    stages = [sum(x[i] for x in s["seconds_condition_sample_decode"]) / len(per) for i in range(3)]
+    print(f"  {label:<26} windows {s['windows']}  {s['steps']} steps  "
+          f"{sum(per) / len(per):7.2f} s/window  (condition {stages[0]:.2f} + sample {stages[1]:.2f} "
+          f"+ decode {stages[2]:.2f})  preprocess {s['seconds_preprocess']:.2f} s{extra}")
 
 
 def bench_cpu(steps: int, frames: int) -> None:
@@ -60,9 +61,11 @@ def bench_cpu(steps: int, frames: int) -> None:
     clip = read_clip(CLIP, max_frames=frames)
     res = pipe(clip, steps=steps, progress=False)
     report("cpu fp32", res, f"  peak RSS {peak_rss_gb():.2f} GB")
-    per_step = (sum(res.settings["seconds_per_window"]) / len(res.windows)) / steps
-    print(f"  about {per_step:.1f} s per step per window (2 UNet passes with CFG); "
-          f"50 steps would take ~{per_step * 50 / 60:.0f} min per window")
+    st = res.settings["seconds_condition_sample_decode"]
+    per_step = sum(x[1] for x in st) / len(st) / steps
+    fixed = sum(x[0] + x[2] for x in st) / len(st)
+    print(f"  {per_step:.1f} s per sampling step (2 UNet passes with CFG); "
+          f"with 50 steps a window would take ~{(fixed + 50 * per_step) / 60:.0f} min")
 
 
 def random_model(cfg, device, dtype) -> SV4DModel:

@@ -190,7 +190,7 @@ class GenerationPipeline:
         gen = torch.Generator().manual_seed(seed)
         dev = self.device
         h = cfg.latent_size
-        window_times = []
+        window_times, stage_times = [], []
         bar = tqdm(windows, desc=f"windows ({describe(windows)})", unit="window", disable=not progress)
         for w in bar:
             t0 = time.perf_counter()
@@ -203,14 +203,17 @@ class GenerationPipeline:
                     fr.to(dev), cond_frames.to(dev), cond_view.to(dev), fr.to(dev), polar, azim, cond_mv=w.conditioned, generator=gen,
                     encode_chunk=self.encode_chunk,
                 )
+            t1 = time.perf_counter()
             with self._on_device(self.model.model):
                 z = self.model.sample(
                     c, uc, noise, num_steps=n_steps, scales=scales,
                     progress=progress,
                 )
             del c, uc
+            t2 = time.perf_counter()
             with self._on_device(self.model.first_stage_model):
                 x = self.model.decode(z, self.decode_chunk).cpu()
+            t3 = time.perf_counter()
             x = torch.clamp((x + 1.0) / 2.0, 0.0, 1.0) * 2.0 - 1.0  # official: samples * 2 - 1
             x = rearrange(x, "(t v) c h w -> t v c h w", t=T, v=V)
             out[w.start:w.start + T] = (((x + 1.0) / 2.0) * 255.0).to(torch.uint8).permute(0, 1, 3, 4, 2).numpy()
@@ -220,6 +223,7 @@ class GenerationPipeline:
             for s in [s for s in refs if s <= w.start]:
                 del refs[s]
             window_times.append(time.perf_counter() - t0)
+            stage_times.append([t1 - t0, t2 - t1, t3 - t2])
         bar.close()
 
         gen_imgs = out[:n].transpose(1, 0, 2, 3, 4)  # (V, n, S, S, 3)
@@ -251,6 +255,7 @@ class GenerationPipeline:
             "notes": pre.notes,
             "seconds_preprocess": round(t_pre, 3),
             "seconds_per_window": [round(t, 3) for t in window_times],
+            "seconds_condition_sample_decode": [[round(t, 3) for t in st] for st in stage_times],
         }
         return GenerationResult(
             images=all_imgs, alpha=all_alpha, times=clip.times.astype(np.float64), fps=clip.fps,
