@@ -56,3 +56,24 @@ def test_reduced_precision_window_runs_close_to_fp32(dtype):
     got = _window(_model(dtype), seed=5)[2]
     assert got.dtype == torch.float32 and torch.isfinite(got).all()
     assert (got - ref).abs().mean() < 0.1 * ref.abs().mean()
+
+
+def test_conditioner_encodes_repeated_frames_once():
+    """frames_repeat=V (what the pipeline uses) equals passing the V copies, without noise."""
+    from sv4d.config import tiny_config
+    from sv4d.models.engine import SV4DModel
+
+    torch.manual_seed(0)
+    cfg = tiny_config(num_frames=3, num_views=2, with_clip=True)
+    m = SV4DModel(cfg).eval()
+    g = torch.Generator().manual_seed(1)
+    fr = torch.rand(3, 3, 48, 48, generator=g) * 2 - 1
+    view = torch.rand(2, 3, 48, 48, generator=g) * 2 - 1
+    pol, az = torch.zeros(6), torch.linspace(0, 3, 6)
+    with torch.no_grad():
+        full = m.conditioner(fr, fr.repeat_interleave(2, 0), view, fr, pol, az, noise_sigma=0.0)
+        once = m.conditioner(fr, fr, view, fr, pol, az, noise_sigma=0.0, frames_repeat=2)
+    for a, b in zip(full, once):
+        for k in a:
+            assert a[k].shape == b[k].shape, k
+            torch.testing.assert_close(a[k], b[k], atol=1e-5, rtol=1e-5)

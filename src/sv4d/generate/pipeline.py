@@ -17,7 +17,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
-from einops import rearrange, repeat
+from einops import rearrange
 from tqdm.auto import tqdm
 
 from ..cameras import relative_angles
@@ -195,20 +195,17 @@ class GenerationPipeline:
         for w in bar:
             t0 = time.perf_counter()
             fr = images[w.start:w.start + T]  # (T, 3, S, S)
-            cond_frames = repeat(fr, "t c h w -> (t v) c h w", v=V)
             cond_view = refs[w.start] if w.conditioned else torch.zeros(V, 3, S, S)
             noise = torch.randn((T * V, 4, h, h), generator=gen)
             with self._on_device(self.model.conditioner):
                 c, uc = self.model.conditioner(
-                    fr.to(dev), cond_frames.to(dev), cond_view.to(dev), fr.to(dev), polar, azim, cond_mv=w.conditioned, generator=gen,
-                    encode_chunk=self.encode_chunk,
+                    fr.to(dev), fr.to(dev), cond_view.to(dev), fr.to(dev), polar, azim,
+                    cond_mv=w.conditioned, generator=gen, encode_chunk=self.encode_chunk,
+                    frames_repeat=V,  # each input frame is encoded once, not V times
                 )
             t1 = time.perf_counter()
             with self._on_device(self.model.model):
-                z = self.model.sample(
-                    c, uc, noise, num_steps=n_steps, scales=scales,
-                    progress=progress,
-                )
+                z = self.model.sample(c, uc, noise, num_steps=n_steps, scales=scales, progress=progress)
             del c, uc
             t2 = time.perf_counter()
             with self._on_device(self.model.first_stage_model):

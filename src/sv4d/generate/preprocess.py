@@ -71,13 +71,7 @@ def threshold_mask(rgb: np.ndarray, thresh: int = WHITE_THRESHOLD) -> np.ndarray
     return rgb[..., :3].astype(np.float64).mean(-1) <= thresh
 
 
-def grabcut_alpha(frame: np.ndarray, box: tuple[int, int, int, int] | None = None,
-                  iterations: int = 5, max_side: int = 320) -> np.ndarray:
-    """Foreground alpha (H, W) uint8 of one RGB frame by OpenCV GrabCut.
-
-    box: (x0, y0, x1, y1) in pixels around the object; default: the frame inset by 5 %.
-    The frame is downscaled to ``max_side`` for speed and the mask scaled back.
-    """
+def _cv2():
     try:
         import cv2
     except ImportError:
@@ -85,6 +79,17 @@ def grabcut_alpha(frame: np.ndarray, box: tuple[int, int, int, int] | None = Non
             "mask 'grabcut' needs OpenCV: pip install opencv-python-headless "
             "(or pip install 'sv4d[segment]')"
         ) from None
+    return cv2
+
+
+def grabcut_alpha(frame: np.ndarray, box: tuple[int, int, int, int] | None = None,
+                  iterations: int = 5, max_side: int = 320) -> np.ndarray:
+    """Foreground alpha (H, W) uint8 of one RGB frame by OpenCV GrabCut.
+
+    box: (x0, y0, x1, y1) in pixels around the object; default: the frame inset by 5 %.
+    The frame is downscaled to ``max_side`` for speed and the mask scaled back.
+    """
+    cv2 = _cv2()
     h, w = frame.shape[:2]
     s = min(1.0, max_side / max(h, w))
     small = cv2.resize(frame[..., :3], (max(1, round(w * s)), max(1, round(h * s))),
@@ -120,9 +125,9 @@ def rembg_alpha(frame: np.ndarray, session: object = None) -> np.ndarray:
     return np.asarray(out)[..., 3].copy()
 
 
-def _rembg_session() -> object:
+def _check_rembg() -> None:
     try:
-        import rembg
+        import rembg  # noqa: F401
     except ImportError:
         raise Sv4dError("mask 'rembg' needs the rembg package: pip install rembg") from None
     home = Path(os.environ.get("U2NET_HOME", Path.home() / ".u2net")).expanduser()
@@ -132,6 +137,12 @@ def _rembg_session() -> object:
             f"mask 'rembg' needs its model file {model} (it cannot be downloaded here); "
             "copy u2net.onnx there or set U2NET_HOME, or use --mask grabcut"
         )
+
+
+def _rembg_session() -> object:
+    _check_rembg()
+    import rembg
+
     return rembg.new_session("u2net")
 
 
@@ -140,15 +151,9 @@ def check_mask_available(mask: str) -> None:
     if mask not in MASK_MODES:
         raise Sv4dError(f"unknown mask mode {mask!r}; choose one of {', '.join(MASK_MODES)}")
     if mask == "grabcut":
-        try:
-            import cv2  # noqa: F401
-        except ImportError:
-            raise Sv4dError(
-                "mask 'grabcut' needs OpenCV: pip install opencv-python-headless "
-                "(or pip install 'sv4d[segment]')"
-            ) from None
+        _cv2()
     if mask == "rembg":
-        _rembg_session()
+        _check_rembg()
 
 
 def foreground(frames: np.ndarray, mask: str = "auto",

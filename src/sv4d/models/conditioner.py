@@ -100,6 +100,7 @@ class Conditioner(nn.Module):
         noise_sigma: float | None = None,
         encode_chunk: int | None = None,
         crossattn: torch.Tensor | None = None,
+        frames_repeat: int = 1,
     ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """Build (c, uc) for one window.
 
@@ -107,17 +108,23 @@ class Conditioner(nn.Module):
         cond_frames: (N, 3, H, W); cond_view: (V, 3, H, W); cond_motion: (T, 3, H, W);
         polar_rad, azimuth_rad: (N,). Images in [-1, 1]. ``cond_mv=False`` (first window)
         zeroes cond_view in both branches. ``crossattn`` may pass a precomputed (1, T, D).
+        ``frames_repeat`` = V lets cond_frames hold each of the T frames once (T, 3, H, W):
+        they are encoded once and their latents repeated V times, frame-major, instead of
+        encoding V identical copies (the reference adds independent 1e-5 noise to each copy;
+        here the copies share it, a difference far below any tolerance).
         Returns dicts with crossattn (1, T, D), vector (N, E), concat (N, 4, h, w),
         cond_view (V, 4, h, w), cond_motion (T, 4, h, w); everything float32.
         """
         sigma = self.cfg.cond_noise_sigma if noise_sigma is None else noise_sigma
-        n = cond_frames.shape[0]
+        n = cond_frames.shape[0] * frames_repeat
         device = cond_frames.device
         e = self.embedders
         if crossattn is None:
             crossattn = self.embed_images(cond_frames_without_noise)
         crossattn = crossattn.float()
         concat = e[1](_noisy(cond_frames, sigma, generator), encode_chunk).float()
+        if frames_repeat > 1:
+            concat = concat.repeat_interleave(frames_repeat, 0)
         sigma_cond = timestep_embedding(torch.full((n,), sigma, device=device), self.cfg.sigma_cond_dim)
         polar = e[2](polar_rad.to(device))
         azim = e[3](azimuth_rad.to(device))
