@@ -133,6 +133,43 @@ class GenerationPipeline:
             return source
         return read_clip(source, max_frames=frames, fps=fps, spread=spread, start=start)
 
+    def _sync(self) -> float:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return time.perf_counter()
+
+    def _window(self, frames: torch.Tensor, cond_view: torch.Tensor, conditioned: bool,
+                polar: torch.Tensor, azim: torch.Tensor, scales: torch.Tensor | None, steps: int,
+                gen: torch.Generator, progress: bool) -> tuple[torch.Tensor, list[float]]:
+        """One sampling pass.
+
+        frames: (T, 3, S, S) input-view frames; cond_view: (V, 3, S, S) reference views
+        (zeros and ``conditioned=False`` for the first window); images in [-1, 1].
+        Returns the generated views (T, V, 3, S, S) in [-1, 1] (CPU, float32) and the
+        seconds spent conditioning, sampling and decoding.
+        """
+        T, V, h = self.cfg.num_frames, self.cfg.num_views, self.cfg.latent_size
+        dev = self.device
+        noise = torch.randn((T * V, 4, h, h), generator=gen)  # CPU generator: same on any device
+        t0 = self._sync()
+        with self._on_device(self.model.conditioner):
+            f = frames.to(dev)
+            c, uc = self.model.conditioner(
+                f, f, cond_view.to(dev), f, polar, azim, cond_mv=conditioned, generator=gen,
+                encode_chunk=self.encode_chunk,
+                frames_repeat=V,  # each input frame is encoded once, not V times
+            )
+        t1 = self._sync()
+        with self._on_device(self.model.model):
+            z = self.model.sample(c, uc, noise, num_steps=steps, scales=scales, progress=progress)
+        del c, uc
+        t2 = self._sync()
+        with self._on_device(self.model.first_stage_model):
+            x = self.model.decode(z, self.decode_chunk).cpu()
+        t3 = self._sync()
+        x = torch.clamp((x + 1.0) / 2.0, 0.0, 1.0) * 2.0 - 1.0  # official: samples * 2 - 1
+        return rearrange(x, "(t v) c h w -> t v c h w", t=T, v=V), [t1 - t0, t2 - t1, t3 - t2]
+
     # ------------------------------------------------------------------ main entry
     @torch.no_grad()
     def __call__(
@@ -189,38 +226,20 @@ class GenerationPipeline:
         n_steps = steps or cfg.sampler.num_steps
         gen = torch.Generator().manual_seed(seed)
         dev = self.device
-        h = cfg.latent_size
         window_times, stage_times = [], []
         bar = tqdm(windows, desc=f"windows ({describe(windows)})", unit="window", disable=not progress)
         for w in bar:
-            t0 = time.perf_counter()
-            fr = images[w.start:w.start + T]  # (T, 3, S, S)
             cond_view = refs[w.start] if w.conditioned else torch.zeros(V, 3, S, S)
-            noise = torch.randn((T * V, 4, h, h), generator=gen)
-            with self._on_device(self.model.conditioner):
-                c, uc = self.model.conditioner(
-                    fr.to(dev), fr.to(dev), cond_view.to(dev), fr.to(dev), polar, azim,
-                    cond_mv=w.conditioned, generator=gen, encode_chunk=self.encode_chunk,
-                    frames_repeat=V,  # each input frame is encoded once, not V times
-                )
-            t1 = time.perf_counter()
-            with self._on_device(self.model.model):
-                z = self.model.sample(c, uc, noise, num_steps=n_steps, scales=scales, progress=progress)
-            del c, uc
-            t2 = time.perf_counter()
-            with self._on_device(self.model.first_stage_model):
-                x = self.model.decode(z, self.decode_chunk).cpu()
-            t3 = time.perf_counter()
-            x = torch.clamp((x + 1.0) / 2.0, 0.0, 1.0) * 2.0 - 1.0  # official: samples * 2 - 1
-            x = rearrange(x, "(t v) c h w -> t v c h w", t=T, v=V)
+            x, stages = self._window(images[w.start:w.start + T], cond_view, w.conditioned, polar, azim,
+                                     scales, n_steps, gen, progress)
             out[w.start:w.start + T] = (((x + 1.0) / 2.0) * 255.0).to(torch.uint8).permute(0, 1, 3, 4, 2).numpy()
-            for s in starts:
+            for s in starts:  # keep the views later windows will be conditioned on
                 if w.start <= s < w.start + T:
                     refs[s] = x[s - w.start].clone()
             for s in [s for s in refs if s <= w.start]:
                 del refs[s]
-            window_times.append(time.perf_counter() - t0)
-            stage_times.append([t1 - t0, t2 - t1, t3 - t2])
+            window_times.append(sum(stages))
+            stage_times.append(stages)
         bar.close()
 
         gen_imgs = out[:n].transpose(1, 0, 2, 3, 4)  # (V, n, S, S, 3)
@@ -237,6 +256,8 @@ class GenerationPipeline:
             "num_frames": n,
             "windows": [[w.start, w.start + T - 1] for w in windows],
             "padded_frames": padded,
+            "azimuths_deg": az,
+            "elevations_deg": el,
             "seed": seed,
             "steps": n_steps,
             "guider": guider or cfg.sampler.guider,
