@@ -326,6 +326,7 @@ def _wrong_model(tmp_path):
     ("azimuths", "azimuths"),
     ("elevations", "elevations"),
     ("exists", "already exists"),
+    ("device", "device"),
 ])
 def test_bad_input_is_a_clear_error_with_nothing_written(case, message, ckpt12, tmp_path, capsys):
     from PIL import Image
@@ -353,6 +354,8 @@ def test_bad_input_is_a_clear_error_with_nothing_written(case, message, ckpt12, 
         extra = ["--azimuths", "10", "20"]
     elif case == "elevations":
         extra = ["--elevations", "1", "2", "3"]
+    elif case == "device":
+        extra = ["--device", "warp-drive"]
     elif case == "exists":
         out.mkdir()
         (out / "keep.txt").write_text("mine")
@@ -383,3 +386,25 @@ def test_every_generate_option_has_help():
     sub = next(a for a in build_parser()._actions if a.dest == "command")
     for action in sub.choices["generate"]._actions:
         assert action.help, action.dest
+
+
+def test_offload_moves_each_sub_model_only_while_it_runs(pipe12, monkeypatch):
+    """With --offload, a window runs conditioner, UNet and decoder one after the other, each
+    moved to the device for its stage and back to the CPU after (checked on CPU by recording
+    the moves; the device itself is only available on a GPU machine)."""
+    moves = []
+    parts = {"conditioner": pipe12.model.conditioner, "unet": pipe12.model.model,
+             "decoder": pipe12.model.first_stage_model}
+    for name, mod in parts.items():
+        orig = mod.to
+
+        def rec(*a, _name=name, _orig=orig, **k):
+            moves.append((_name, str(a[0]) if a else str(k.get("device"))))
+            return _orig(*a, **k)
+
+        monkeypatch.setattr(mod, "to", rec)
+    monkeypatch.setattr(pipe12, "offload", True)
+    pipe12(read_clip(VIDEOS / "camel_96.gif", max_frames=3), steps=1, progress=False)
+    one = [("conditioner", "cpu"), ("conditioner", "cpu"), ("unet", "cpu"), ("unet", "cpu"),
+           ("decoder", "cpu"), ("decoder", "cpu")]
+    assert moves == one  # one window: in and out, in stage order

@@ -60,6 +60,26 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {v}")
+    return v
+
+
+def _ratio(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0.05 <= v <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0.05 and 1, got {v}")
+    return v
+
+
 def _stem(source: str) -> str:
     p = Path(source.split("*")[0].rstrip("/")) if "*" in source else Path(source)
     return (p.stem if p.suffix else p.name) or "clip"
@@ -69,7 +89,6 @@ def _add_generate(sub: "argparse._SubParsersAction") -> None:
     g = sub.add_parser(
         "generate",
         help="one video in, consistent novel-view videos out (a multi-view video set)",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description=(
             "Preprocess a clip (foreground, square crop, white background), generate V novel "
             "views of every frame with SV4D 2.0 in windows of T frames (sv4d2: 12 frames x 4 "
@@ -90,45 +109,46 @@ def _add_generate(sub: "argparse._SubParsersAction") -> None:
     g.add_argument("--preset", choices=["sv4d2", "sv4d2_8views"], default=None,
                    help="model of an official file (default: from its name; sv4d files store it)")
     a = g.add_argument_group("input frames")
-    a.add_argument("--frames", type=int, default=None, help="keep this many frames (default: all)")
+    a.add_argument("--frames", type=_positive_int, default=None, metavar="N", help="keep this many frames (default: all)")
     a.add_argument("--spread", action="store_true", help="with --frames: spread them evenly over the clip instead of taking the first ones")
-    a.add_argument("--fps", type=float, default=None, help="resample the clip to this frame rate first (default: as read)")
-    a.add_argument("--start", type=float, default=0.0, help="skip this many seconds at the start")
+    a.add_argument("--fps", type=float, default=None, metavar="FPS", help="resample the clip to this frame rate first (default: as read)")
+    a.add_argument("--start", type=float, default=0.0, metavar="SEC", help="skip this many seconds at the start (default 0)")
     p = g.add_argument_group("preprocessing")
     p.add_argument("--mask", choices=["auto", "alpha", "threshold", "grabcut", "rembg"], default="auto",
                    help="foreground: auto = the alpha channel when it is not fully opaque, else the official "
                         "white-background threshold (mean RGB <= 250); alpha = alpha > 0 (the official rule "
                         "for RGBA, also for opaque GIFs); grabcut = OpenCV GrabCut from --box for footage "
-                        "without a plain background; rembg = the rembg package, if installed with its model")
+                        "without a plain background; rembg = the rembg package, if installed with its model (default: auto)")
     p.add_argument("--box", type=int, nargs=4, metavar=("X0", "Y0", "X1", "Y1"), default=None,
                    help="object box in input pixels for --mask grabcut (default: the frame inset by 5%%)")
     p.add_argument("--crop", choices=["union", "per-frame"], default="union",
                    help="crop around the union box of all frames (official) or each frame's own box "
-                        "(objects that travel across the frame)")
-    p.add_argument("--frame-ratio", type=float, default=0.9, help="fraction of the square the object fills")
+                        "(objects that travel across the frame); default: union")
+    p.add_argument("--frame-ratio", type=_ratio, default=0.9, metavar="R",
+                   help="fraction of the square the object fills (default 0.9, as the official script)")
     c = g.add_argument_group("cameras")
-    c.add_argument("--azimuths", type=float, nargs="+", default=None,
+    c.add_argument("--azimuths", type=float, nargs="+", default=None, metavar="DEG",
                    help="V novel-view azimuths in degrees relative to the input view "
                         "(default: sv4d2 60 120 180 240; sv4d2_8views 30 75 120 165 210 255 300 330)")
-    c.add_argument("--elevations", type=float, nargs="+", default=None,
+    c.add_argument("--elevations", type=float, nargs="+", default=None, metavar="DEG",
                    help="one elevation in degrees for every view (official, default 0), or V values for the novel views")
-    c.add_argument("--input-elevation", type=float, default=None,
+    c.add_argument("--input-elevation", type=float, default=None, metavar="DEG",
                    help="elevation of the input view when --elevations gives V values (default 0)")
     s = g.add_argument_group("sampling")
-    s.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's, 50)")
-    s.add_argument("--seed", type=int, default=23, help="random seed; the same seed gives the same output")
+    s.add_argument("--steps", type=_positive_int, default=None, metavar="N", help="sampling steps (default: the model's, 50)")
+    s.add_argument("--seed", type=int, default=23, metavar="N", help="random seed; the same seed gives the same output (default 23, as the official script)")
     s.add_argument("--guider", choices=["linear", "spatiotemporal", "constant", "none"], default=None,
                    help="classifier-free guidance schedule (default: the model's)")
-    s.add_argument("--min-cfg", type=float, default=None, help="smallest guidance scale (default: the model's)")
-    s.add_argument("--max-cfg", type=float, default=None, help="largest guidance scale (default: the model's)")
+    s.add_argument("--min-cfg", type=float, default=None, metavar="S", help="smallest guidance scale (default: the model's)")
+    s.add_argument("--max-cfg", type=float, default=None, metavar="S", help="largest guidance scale (default: the model's)")
     m = g.add_argument_group("memory and speed")
-    m.add_argument("--device", default="cpu", help="torch device, e.g. cuda or cuda:1")
+    m.add_argument("--device", default="cpu", help="torch device, e.g. cuda or cuda:1 (default: cpu)")
     m.add_argument("--dtype", choices=["fp32", "fp16", "bf16"], default=None,
                    help="weights and compute precision (default: fp16 on CUDA, fp32 on CPU; the decoder always runs in fp32)")
     m.add_argument("--offload", action="store_true",
                    help="keep idle sub-models on the CPU and move each to --device only while it runs")
-    m.add_argument("--encode-chunk", type=int, default=8, help="images per VAE encoder call")
-    m.add_argument("--decode-chunk", type=int, default=4, help="latents per VAE decoder call")
+    m.add_argument("--encode-chunk", type=_positive_int, default=8, metavar="N", help="images per VAE encoder call (default 8)")
+    m.add_argument("--decode-chunk", type=_positive_int, default=4, metavar="N", help="latents per VAE decoder call (default 4)")
     o = g.add_argument_group("output")
     o.add_argument("--no-videos", action="store_true", help="skip videos/view_XX.mp4")
     o.add_argument("--no-preview", action="store_true", help="skip preview.png and preview.mp4")

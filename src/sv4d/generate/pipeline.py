@@ -98,7 +98,10 @@ class GenerationPipeline:
                         decode_chunk: int | None = 4) -> "GenerationPipeline":
         """Load an official (``sv4d2.safetensors``, ``sv4d2_8views.safetensors``) or
         sv4d-written checkpoint. dtype defaults to fp16 on CUDA and fp32 elsewhere."""
-        dev = torch.device(device)
+        try:
+            dev = torch.device(device)
+        except (RuntimeError, ValueError):
+            raise Sv4dError(f"unknown device {device!r}; use cpu, cuda, cuda:N or mps") from None
         if dev.type == "cuda" and not torch.cuda.is_available():
             raise Sv4dError("--device cuda was asked for, but PyTorch sees no CUDA GPU; use --device cpu")
         if dtype is None:
