@@ -281,12 +281,17 @@ def test_eight_view_model_windows_and_custom_cameras(ckpt5, tmp_path):
     folder = VIDEOS / "blue_jay_64"  # 8 RGBA frames
     az = [20, 60, 100, 140, 180, 220, 260, 300]
     res = pipe(str(folder), steps=1, azimuths=az, elevations=[10] * 8, progress=False)
+    # view 0's RGBA keeps the input's straight colours; composited on white it is the model input
+    pre = res.preprocessed
+    a = pre.alpha[..., None] / 255.0
+    assert np.abs(pre.colors * a + 255 * (1 - a) - pre.images).max() <= 1.0 + 1e-9
     assert [[w.start, w.start + 4] for w in res.windows] == [[0, 4], [3, 7]]
     assert res.images.shape == (9, 8, 48, 48, 3)
     assert res.preprocessed.mask == "alpha"
     assert res.elevations_deg == [0.0] + [10.0] * 8
     out = res.save(tmp_path / "jay", progress=False)
     mv = read_multiview(out)
+    assert np.array_equal(mv.load_view(0)[..., :3], pre.colors)
     assert [v.azimuth_deg for v in mv.views] == [0.0, *az]
     assert mv.views[3].c2w[1, 3] == pytest.approx(mv.camera_distance * math.sin(math.radians(10)))
 

@@ -91,7 +91,9 @@ def write_generation(result: "GenerationResult", out: str | os.PathLike, *, over
     tmp.mkdir()
     try:
         size = result.images.shape[2]
-        rgba = np.concatenate([result.images, result.alpha[..., None]], -1)
+        colors = result.images.copy()
+        colors[0] = result.preprocessed.colors  # the input view's straight colours
+        rgba = np.concatenate([colors, result.alpha[..., None]], -1)
         extra = {
             "generator": "sv4d generate",
             "normalization": {
@@ -101,8 +103,10 @@ def write_generation(result: "GenerationResult", out: str | os.PathLike, *, over
                 "cube_size": 1.0,
             },
             "alpha": {
-                "view_00": "from the input's alpha or foreground mask, cropped and resized like the image",
-                "generated": "foreground = mean(RGB) <= 250 on the generated white background",
+                "view_00": "from the input's alpha or foreground mask, cropped and resized like the image; "
+                           "rgba colours are straight (not composited); rgb_white is exactly what the model saw",
+                "generated": "foreground = mean(RGB) <= 250 on the generated white background; rgba colours "
+                             "are the generated ones",
             },
         }
         write_multiview(

@@ -45,12 +45,14 @@ class Preprocessed:
     """What the model sees.
 
     images: (n, S, S, 3) uint8 RGB on white; alpha: (n, S, S) uint8 foreground alpha;
+    colors: (n, S, S, 3) uint8 straight (not composited) colours, for RGBA output;
     crops: per frame (row0, col0, box_square, canvas_side) in input pixels;
     mask: the mask mode used; has_alpha: whether the input carried a real alpha channel.
     """
 
     images: np.ndarray
     alpha: np.ndarray
+    colors: np.ndarray
     crops: list[tuple[int, int, int, int]]
     mask: str
     crop: str
@@ -259,7 +261,7 @@ def preprocess_frames(
     # segmentation or a real alpha is used; the output alpha is the foreground estimate.
     comp_alpha = alpha if alpha is not None else np.full((n, h, w), 255, np.uint8)
     out_alpha = alpha if alpha is not None else fg.astype(np.uint8) * 255
-    images, alphas, crops = [], [], []
+    images, alphas, colors, crops = [], [], [], []
     for i in range(n):
         rgba = np.concatenate([frames[i, ..., :3], comp_alpha[i, ..., None], out_alpha[i, ..., None]], -1)
         if crop == "union":
@@ -273,5 +275,7 @@ def preprocess_frames(
         rgb = f[..., :3] * f[..., 3:] + (1.0 - f[..., 3:])
         images.append((rgb * 255).astype(np.uint8))
         alphas.append(a_out)
+        colors.append(res[..., :3])  # PIL resamples RGBA premultiplied and returns straight colour
         crops.append(info)
-    return Preprocessed(np.stack(images), np.stack(alphas), crops, used, crop, frame_ratio, notes)
+    return Preprocessed(np.stack(images), np.stack(alphas), np.stack(colors), crops, used, crop,
+                        frame_ratio, notes)
