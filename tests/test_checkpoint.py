@@ -66,6 +66,36 @@ def test_pickle_checkpoint_is_refused_with_a_message(tmp_path):
         load_model(p)
 
 
+def test_pickle_protocol_0x80_and_zip_magic(tmp_path):
+    import pickle
+
+    p = tmp_path / "old.pt"
+    p.write_bytes(pickle.dumps({"a": 1}, protocol=2))
+    with pytest.raises(Sv4dError, match="pickle"):
+        load_model(p)
+
+
+@pytest.mark.parametrize("length", [0x180, 0x4B50])  # first byte 0x80; first bytes "PK"
+def test_safetensors_whose_header_length_looks_like_pickle_magic(tmp_path, length):
+    """A header of 0x..80 or 0x4b50 bytes used to be taken for a pickle or zip file."""
+    import struct
+
+    from safetensors.torch import save_file
+
+    from sv4d.io.checkpoint import check_safetensors_file
+
+    p = tmp_path / "t.safetensors"
+    save_file({"w": torch.zeros(2)}, str(p), metadata={"pad": ""})
+    base = struct.unpack("<Q", p.read_bytes()[:8])[0]
+    for pad in range(max(0, length - base - 16), length - base + 16):
+        save_file({"w": torch.zeros(2)}, str(p), metadata={"pad": "x" * pad})
+        if struct.unpack("<Q", p.read_bytes()[:8])[0] == length:
+            break
+    else:
+        pytest.fail("no padding gave the wanted header length")
+    assert check_safetensors_file(p) == p
+
+
 def test_not_a_checkpoint(tmp_path):
     p = tmp_path / "x.safetensors"
     p.write_bytes(b"hello world, not a checkpoint")

@@ -47,6 +47,9 @@ class UNetConfig:
     motion_context_dim: int = 4
     time_kernel_size: tuple[int, int, int] = (3, 1, 1)
     view_attention: str = "grouped"
+    # False = progressive training's stage 1 (static 3-D data): every frame ("motion")
+    # attention stage passes its input through unchanged. Stored with the checkpoint.
+    motion_attention: bool = True
     max_period: int = 10000
     dropout: float = 0.0
 

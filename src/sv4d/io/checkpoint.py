@@ -69,17 +69,18 @@ def check_safetensors_file(path: str | os.PathLike) -> Path:
         raise Sv4dError(f"checkpoint is a directory, expected a .safetensors file: {p}")
     with open(p, "rb") as f:
         head = f.read(16)
-    if head[:2] == b"PK" or head[:1] == b"\x80":
+    if len(head) >= 9:
+        (n,) = struct.unpack("<Q", head[:8])
+        if 0 < n <= p.stat().st_size - 8 and head[8:9] == b"{":
+            return p  # a safetensors header (checked first: its length bytes can look like magic)
+    if head[:4] == b"PK\x03\x04" or (head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")):
         raise Sv4dError(
             f"{p} is a pickle checkpoint (.ckpt/.pt/.bin). sv4d loads only safetensors, which "
             "cannot run code on load; convert it with safetensors.torch.save_file on a trusted machine"
         )
     if len(head) < 9:
         raise Sv4dError(f"{p} is too short to be a safetensors file")
-    (n,) = struct.unpack("<Q", head[:8])
-    if n <= 0 or n > p.stat().st_size - 8 or head[8:9] != b"{":
-        raise Sv4dError(f"{p} is not a safetensors file (bad header)")
-    return p
+    raise Sv4dError(f"{p} is not a safetensors file (bad header)")
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, str]:

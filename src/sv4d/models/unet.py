@@ -120,7 +120,7 @@ class SpatialViewMotionTransformer(nn.Module):
         self.time_mixer = MixFactor(0.0)
         self.time_mixer_motion = MixFactor(0.0)
         # Stage-1 training (static 3-D data) switches the motion stage off: x passes through.
-        self.motion_enabled = True
+        self.motion_enabled = cfg.motion_attention
 
     # -- the camera stage in its three token groupings --------------------------------
     def _camera_stage(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
@@ -299,9 +299,20 @@ class SV4DUNet(nn.Module):
         return [m for m in self.modules() if isinstance(m, SpatialViewMotionTransformer)]
 
     def set_motion_enabled(self, enabled: bool) -> None:
-        """Switch every motion (frame) attention stage on or off (off = pass-through)."""
+        """Switch every motion (frame) attention stage on or off (off = pass-through).
+
+        ``cfg.motion_attention`` sets the initial state; a trainer switching stages should
+        also replace the config (``cfg.replace``) so that checkpoints record the stage.
+        """
         for m in self.attention_layers():
             m.motion_enabled = enabled
+
+    def motion_parameters(self) -> dict[str, torch.nn.Parameter]:
+        """The parameters of the frame ("motion") attention stages, by state-dict name:
+        ``motion_blocks``, ``time_mix_motion_embed`` and ``time_mixer_motion`` of every
+        attention layer. Stage 1 of progressive training freezes exactly these."""
+        keys = ("motion_blocks.", "time_mix_motion_embed.", "time_mixer_motion.")
+        return {n: p for n, p in self.named_parameters() if any(f".{k}" in f".{n}" for k in keys)}
 
     def forward(
         self,
