@@ -80,6 +80,31 @@ def _ratio(text: str) -> float:
     return v
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .train.config import load_train_config
+    from .train.loop import Trainer
+
+    overrides = list(args.overrides)
+    config = args.config
+    if config is not None and "=" in config and not Path(config).exists():
+        overrides.insert(0, config)  # `sv4d train steps=10`: no config file, only overrides
+        config = None
+    if args.out:
+        overrides.append(f"out={args.out}")
+    if args.steps:
+        overrides.append(f"steps={args.steps}")
+    cfg = load_train_config(config, overrides)
+    summary = Trainer(cfg, progress=not args.quiet).run()
+    losses = summary["losses"]
+    if losses:
+        k = max(1, len(losses) // 10)
+        print(f"sv4d: {summary['steps']} steps ({'resumed' if summary['resumed'] else 'new run'}), "
+              f"loss {sum(losses[:k]) / k:.4f} (first {k}) -> {sum(losses[-k:]) / k:.4f} (last {k}), "
+              f"{summary['seconds']:.0f} s", file=sys.stderr)
+    print(summary["model"])
+    return 0
+
+
 def _stem(source: str) -> str:
     p = Path(source.split("*")[0].rstrip("/")) if "*" in source else Path(source)
     return (p.stem if p.suffix else p.name) or "clip"
@@ -194,6 +219,25 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--dtype", default="fp32", choices=["fp32", "fp16", "bf16"], help="dtype for --load")
     c.set_defaults(func=_cmd_check)
     _add_generate(sub)
+    t = sub.add_parser(
+        "train",
+        help="train or fine-tune SV4D 2.0 on multi-view video sets",
+        description=(
+            "Train with the SV4D 2.0 recipe (EDM objective, reference-view masking, condition "
+            "dropout, progressive 3D-to-4D stages) on Hugging Face accelerate: one process on a "
+            "CPU, or many GPUs with `accelerate launch -m sv4d.cli train CONFIG`. CONFIG is a "
+            "TOML or JSON file of sv4d.train.config.TrainConfig fields (see configs/tiny_fox.toml); "
+            "KEY=VALUE overrides any field (objective.uncond_prob=0.2). A run resumes from OUT/state "
+            "when it exists; OUT/model.safetensors is a checkpoint `sv4d generate` loads."
+        ),
+        epilog="example: sv4d train configs/tiny_fox.toml steps=50 out=runs/try",
+    )
+    t.add_argument("config", nargs="?", default=None, help="TOML or JSON training config (default: all defaults)")
+    t.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="override config fields, values in JSON")
+    t.add_argument("--out", default=None, help="output folder (overrides the config's out)")
+    t.add_argument("--steps", type=_positive_int, default=None, help="optimizer steps (overrides the config)")
+    t.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    t.set_defaults(func=_cmd_train)
     return p
 
 

@@ -1,0 +1,1 @@
+"""Training: the recipe's configuration, the training-sample reader and the loop."""
