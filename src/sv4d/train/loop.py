@@ -85,7 +85,10 @@ class Trainer:
     ``cfg.out/state`` when it exists) and returns a summary."""
 
     def __init__(self, cfg: TrainConfig, dataset: MultiViewWindows | None = None, progress: bool = True) -> None:
-        from accelerate import Accelerator
+        try:
+            from accelerate import Accelerator
+        except ImportError:
+            raise Sv4dError("training needs Hugging Face accelerate: pip install 'sv4d[train]'") from None
 
         self.cfg = cfg
         self.progress = progress
