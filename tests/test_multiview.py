@@ -330,3 +330,11 @@ def test_load_image_errors(written):
     Image.new("RGBA", (4, 4)).save(s.image_path(0, 1))
     with pytest.raises(Sv4dError, match="4x4 but cameras.json says 10x8"):
         s.load_image(0, 1)
+
+
+@pytest.mark.parametrize("az,el", [(0.0, 0.0), (30.0, 0.0), (-135.0, 20.0), (170.0, -45.0)])
+def test_orbit_angles_inverts_orbit_c2w(az, el):
+    a, e = mv.orbit_angles(orbit_c2w(az, el, 1.7))
+    assert a == pytest.approx(az) and e == pytest.approx(el)
+    with pytest.raises(Sv4dError, match="origin"):
+        mv.orbit_angles(np.eye(4))

@@ -103,6 +103,16 @@ def orbit_c2w(azimuth_deg: float, elevation_deg: float, distance: float) -> np.n
     return c2w
 
 
+def orbit_angles(c2w: np.ndarray) -> tuple[float, float]:
+    """(azimuth_deg, elevation_deg) of a camera centre ``p = c2w[:3, 3]``, the inverse of
+    ``orbit_c2w``: ``azimuth = atan2(x, z)``, ``elevation = asin(y / |p|)``."""
+    x, y, z = (float(v) for v in np.asarray(c2w, dtype=np.float64)[:3, 3])
+    r = math.sqrt(x * x + y * y + z * z)
+    if r == 0.0:
+        raise Sv4dError("a camera at the origin has no orbit angles")
+    return math.degrees(math.atan2(x, z)), math.degrees(math.asin(max(-1.0, min(1.0, y / r))))
+
+
 def opencv_from_opengl(c2w: np.ndarray) -> np.ndarray:
     """OpenCV camera-to-world (+Z forward, +Y down) from an OpenGL one: ``c2w @ diag(1,-1,-1,1)``.
 

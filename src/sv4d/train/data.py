@@ -12,7 +12,6 @@ Item ``i`` of a dataset is a pure function of ``(seed, i)``, so a resumed run se
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass
 from typing import Sequence
@@ -24,7 +23,7 @@ from PIL import Image
 
 from ..cameras import relative_angles
 from ..errors import Sv4dError
-from ..io.multiview import MultiViewSet, read_multiview
+from ..io.multiview import MultiViewSet, orbit_angles, read_multiview
 
 MODES = ("dynamic", "static", "mixed")
 
@@ -70,8 +69,7 @@ def collate(samples: list[TrainingSample]) -> dict[str, torch.Tensor]:
 def view_angles(mvset: MultiViewSet) -> tuple[np.ndarray, np.ndarray]:
     """(azimuth_deg, elevation_deg), each (V,) float64, of a set's views.
 
-    Angles missing from cameras.json come from the camera centre ``p = c2w[:3, 3]``:
-    ``azimuth = atan2(x, z)``, ``elevation = asin(y / |p|)`` (+Y up, azimuth 0 on +Z).
+    Angles missing from cameras.json come from the camera centre (``orbit_angles``).
     """
     az, el = [], []
     for v in mvset.views:
@@ -81,13 +79,13 @@ def view_angles(mvset: MultiViewSet) -> tuple[np.ndarray, np.ndarray]:
             if c2w is None or c2w.shape != (4, 4) or not np.isfinite(c2w).all():
                 raise Sv4dError(f"{mvset.root}: view {v.dir!r} has neither azimuth/elevation "
                                 "nor a 4x4 c2w to compute them from")
-            x, y, z = c2w[:3, 3]
-            r = math.sqrt(x * x + y * y + z * z)
-            if r == 0.0:
+            try:
+                a_c2w, e_c2w = orbit_angles(c2w)
+            except Sv4dError:
                 raise Sv4dError(f"{mvset.root}: view {v.dir!r} has no angles and its camera "
-                                "sits at the origin; add azimuth_deg/elevation_deg to cameras.json")
-            a = math.degrees(math.atan2(x, z)) if a is None else a
-            e = math.degrees(math.asin(max(-1.0, min(1.0, y / r)))) if e is None else e
+                                "sits at the origin; add azimuth_deg/elevation_deg to cameras.json") from None
+            a = a_c2w if a is None else a
+            e = e_c2w if e is None else e
         az.append(float(a))
         el.append(float(e))
     return np.array(az), np.array(el)
