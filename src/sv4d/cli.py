@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from .config import PRESETS
 from .errors import Sv4dError
 
 
@@ -28,13 +29,12 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     from .generate.pipeline import GenerationPipeline
     from .generate.preprocess import check_mask_available
     from .generate.cameras import view_angles
-    from .io.checkpoint import check_safetensors_file, resolve_config
+    from .io.checkpoint import resolve_config
     from .io.video import read_clip
 
     out = Path(args.out) if args.out else Path("outputs") / _stem(args.input)
     check_output_dir(out, args.overwrite)
-    check_safetensors_file(args.checkpoint)
-    cfg = resolve_config(args.checkpoint, args.preset)
+    cfg = resolve_config(args.checkpoint, args.preset)  # also refuses anything but safetensors
     elevations = args.elevations[0] if args.elevations and len(args.elevations) == 1 else (args.elevations or 0.0)
     view_angles(cfg.num_views, cfg.azimuths_deg, args.azimuths, elevations, args.input_elevation)
     check_mask_available(args.mask)
@@ -111,6 +111,9 @@ def _stem(source: str) -> str:
 
 
 def _add_generate(sub: "argparse._SubParsersAction") -> None:
+    from .diffusion.guiders import GUIDERS
+    from .generate.preprocess import CROP_MODES, MASK_MODES
+
     g = sub.add_parser(
         "generate",
         help="one video in, consistent novel-view videos out (a multi-view video set)",
@@ -131,7 +134,7 @@ def _add_generate(sub: "argparse._SubParsersAction") -> None:
                    help="sv4d2.safetensors, sv4d2_8views.safetensors, or one written by sv4d")
     g.add_argument("-o", "--out", default=None, help="output folder (default: outputs/<input name>)")
     g.add_argument("--overwrite", action="store_true", help="replace --out if it exists (only once the new one is complete)")
-    g.add_argument("--preset", choices=["sv4d2", "sv4d2_8views"], default=None,
+    g.add_argument("--preset", choices=list(PRESETS), default=None,
                    help="model of an official file (default: from its name; sv4d files store it)")
     a = g.add_argument_group("input frames")
     a.add_argument("--frames", type=_positive_int, default=None, metavar="N", help="keep this many frames (default: all)")
@@ -139,14 +142,14 @@ def _add_generate(sub: "argparse._SubParsersAction") -> None:
     a.add_argument("--fps", type=float, default=None, metavar="FPS", help="resample the clip to this frame rate first (default: as read)")
     a.add_argument("--start", type=float, default=0.0, metavar="SEC", help="skip this many seconds at the start (default 0)")
     p = g.add_argument_group("preprocessing")
-    p.add_argument("--mask", choices=["auto", "alpha", "threshold", "grabcut", "rembg"], default="auto",
+    p.add_argument("--mask", choices=MASK_MODES, default="auto",
                    help="foreground: auto = the alpha channel when it is not fully opaque, else the official "
                         "white-background threshold (mean RGB <= 250); alpha = alpha > 0 (the official rule "
                         "for RGBA, also for opaque GIFs); grabcut = OpenCV GrabCut from --box for footage "
                         "without a plain background; rembg = the rembg package, if installed with its model (default: auto)")
     p.add_argument("--box", type=int, nargs=4, metavar=("X0", "Y0", "X1", "Y1"), default=None,
                    help="object box in input pixels for --mask grabcut (default: the frame inset by 5%%)")
-    p.add_argument("--crop", choices=["union", "per-frame"], default="union",
+    p.add_argument("--crop", choices=CROP_MODES, default="union",
                    help="crop around the union box of all frames (official) or each frame's own box "
                         "(objects that travel across the frame); default: union")
     p.add_argument("--frame-ratio", type=_ratio, default=0.9, metavar="R",
@@ -162,7 +165,7 @@ def _add_generate(sub: "argparse._SubParsersAction") -> None:
     s = g.add_argument_group("sampling")
     s.add_argument("--steps", type=_positive_int, default=None, metavar="N", help="sampling steps (default: the model's, 50)")
     s.add_argument("--seed", type=int, default=23, metavar="N", help="random seed; the same seed gives the same output (default 23, as the official script)")
-    s.add_argument("--guider", choices=["linear", "spatiotemporal", "constant", "none"], default=None,
+    s.add_argument("--guider", choices=GUIDERS, default=None,
                    help="classifier-free guidance schedule (default: the model's)")
     s.add_argument("--min-cfg", type=float, default=None, metavar="S", help="smallest guidance scale (default: the model's)")
     s.add_argument("--max-cfg", type=float, default=None, metavar="S", help="largest guidance scale (default: the model's)")
@@ -213,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     c.add_argument("checkpoint", help="a .safetensors file, e.g. sv4d2.safetensors")
-    c.add_argument("--preset", choices=["sv4d2", "sv4d2_8views"], default=None,
+    c.add_argument("--preset", choices=list(PRESETS), default=None,
                    help="model preset for official files (default: from the file name, as the official script)")
     c.add_argument("--load", action="store_true", help="also load all tensors (needs memory for the weights)")
     c.add_argument("--dtype", default="fp32", choices=["fp32", "fp16", "bf16"], help="dtype for --load")

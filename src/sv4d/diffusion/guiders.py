@@ -39,6 +39,9 @@ def spatiotemporal_scales(
     return s.reshape(-1)
 
 
+GUIDERS = ("linear", "spatiotemporal", "constant", "none")
+
+
 def guidance_scales(
     kind: str, num_frames: int, num_views: int, min_scale: float, max_scale: float
 ) -> torch.Tensor | None:
@@ -51,7 +54,7 @@ def guidance_scales(
         return torch.full((num_frames * num_views,), float(max_scale))
     if kind == "none":
         return None
-    raise Sv4dError(f"unknown guider {kind!r}; choose linear, spatiotemporal, constant or none")
+    raise Sv4dError(f"unknown guider {kind!r}; choose {', '.join(GUIDERS[:-1])} or {GUIDERS[-1]}")
 
 
 GUIDED_KEYS = ("vector", "crossattn", "concat", "cond_view", "cond_motion")

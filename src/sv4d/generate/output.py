@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import Sv4dError
-from ..io.multiview import Intrinsics, View, orbit_c2w, write_multiview
+from ..io.atomic import atomic_folder
+from ..io.multiview import VIEW_DIR, Intrinsics, View, orbit_c2w, write_multiview
 from ..io.video import write_video
 
 if TYPE_CHECKING:
@@ -75,7 +74,7 @@ def preview_frames(images: np.ndarray, tile: int = VIDEO_TILE, columns: int = VI
 
 def _views(result: "GenerationResult") -> list[View]:
     return [
-        View(index=i, dir=f"view_{i:02d}", c2w=orbit_c2w(a, e, result.camera_distance),
+        View(index=i, dir=VIEW_DIR.format(i), c2w=orbit_c2w(a, e, result.camera_distance),
              azimuth_deg=a, elevation_deg=e)
         for i, (a, e) in enumerate(zip(result.azimuths_deg, result.elevations_deg))
     ]
@@ -86,10 +85,7 @@ def write_generation(result: "GenerationResult", out: str | os.PathLike, *, over
     from PIL import Image
 
     out = check_output_dir(out, overwrite)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"  # mkdir, not mkdtemp: keep umask modes
-    tmp.mkdir()
-    try:
+    with atomic_folder(out) as tmp:
         size = result.images.shape[2]
         colors = result.images.copy()
         colors[0] = result.preprocessed.colors  # the input view's straight colours
@@ -119,20 +115,10 @@ def write_generation(result: "GenerationResult", out: str | os.PathLike, *, over
         if videos:
             (tmp / "videos").mkdir()
             for i in range(result.num_views):
-                write_video(tmp / "videos" / f"view_{i:02d}.mp4", result.images[i], fps)
+                write_video(tmp / "videos" / f"{VIEW_DIR.format(i)}.mp4", result.images[i], fps)
         if preview:
             Image.fromarray(preview_grid(result.images)).save(tmp / "preview.png")
             write_video(tmp / "preview.mp4", preview_frames(result.images), fps)
         with open(tmp / "generation.json", "w") as f:
             json.dump(result.settings, f, indent=1)
-        if out.exists():
-            old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out

@@ -229,7 +229,7 @@ class GenerationPipeline:
         n_steps = steps or cfg.sampler.num_steps
         gen = torch.Generator().manual_seed(seed)
         dev = self.device
-        window_times, stage_times = [], []
+        stage_times = []
         bar = tqdm(windows, desc=f"windows ({describe(windows)})", unit="window", disable=not progress)
         for w in bar:
             cond_view = refs[w.start] if w.conditioned else torch.zeros(V, 3, S, S)
@@ -241,7 +241,6 @@ class GenerationPipeline:
                     refs[s] = x[s - w.start].clone()
             for s in [s for s in refs if s <= w.start]:
                 del refs[s]
-            window_times.append(sum(stages))
             stage_times.append(stages)
         bar.close()
 
@@ -275,7 +274,7 @@ class GenerationPipeline:
             "crops_row0_col0_halfside_canvas": [list(c) for c in pre.crops],
             "notes": pre.notes,
             "seconds_preprocess": round(t_pre, 3),
-            "seconds_per_window": [round(t, 3) for t in window_times],
+            "seconds_per_window": [round(sum(st), 3) for st in stage_times],
             "seconds_condition_sample_decode": [[round(t, 3) for t in st] for st in stage_times],
         }
         return GenerationResult(

@@ -20,8 +20,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
-import uuid
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
@@ -31,6 +29,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from ..errors import Sv4dError
+from .atomic import atomic_folder
 
 KINDS = ("rgba", "rgb_white")
 CONVENTIONS = {
@@ -428,28 +427,6 @@ def write_multiview(
         return path
     if exists and not overwrite:
         raise Sv4dError(f"{path} already exists; pass overwrite to replace it or choose another folder")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()  # not tempfile.mkdtemp: its 0700 mode would end up on the result
-    try:
+    with atomic_folder(path) as tmp:
         write_into(tmp)
-        _swap_in(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return path
-
-
-def _swap_in(tmp: Path, path: Path) -> None:
-    """Rename the complete folder ``tmp`` to ``path``; an old ``path`` is deleted only after."""
-    if not path.exists():
-        os.replace(tmp, path)
-        return
-    old = path.parent / f".{path.name}.old-{uuid.uuid4().hex[:8]}"
-    os.replace(path, old)
-    try:
-        os.replace(tmp, path)
-    except BaseException:
-        os.replace(old, path)
-        raise
-    shutil.rmtree(old, ignore_errors=True)

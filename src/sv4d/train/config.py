@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import PRESETS, ModelConfig, UNetConfig, tiny_config
+from ..config import PRESETS, ModelConfig, tiny_config
 from ..diffusion.training import ObjectiveConfig
 from ..errors import Sv4dError
 
@@ -85,12 +85,9 @@ class TrainConfig:
                                    with_clip=True)
             else:
                 base = PRESETS[self.model]
-        unet_kw = dataclasses.asdict(base.unet)
-        unet_kw["motion_attention"] = self.stage == 2
-        if self.view_attention:
-            unet_kw["view_attention"] = self.view_attention
-        return base.replace(unet=UNetConfig(**{k: tuple(v) if isinstance(v, list) else v
-                                              for k, v in unet_kw.items()}))
+        unet = dataclasses.replace(base.unet, motion_attention=self.stage == 2,
+                                   view_attention=self.view_attention or base.unet.view_attention)
+        return base.replace(unet=unet)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
