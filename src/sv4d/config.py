@@ -223,13 +223,22 @@ def tiny_config(
     num_res_blocks: int = 1,
     context_dim: int = 32,
     with_clip: bool = False,
+    vae_ch: int = 32,
+    vae_downsample: int = 8,
 ) -> ModelConfig:
     """A small config of the same block types (like the golden vectors' tiny one).
 
     ``with_clip`` adds a tiny ViT image tower (28 px input, 2 x 2 patches) so that the
     pipeline can be run end to end on images; without it the conditioner takes
-    image embeddings directly (as the golden vectors do).
+    image embeddings directly (as the golden vectors do). ``vae_downsample`` (a power of
+    two) sets the VAE's levels: 8 = ch_mult (1, 1, 1, 2) like the official 8x VAE, 4 =
+    (1, 1, 2), ...
     """
+    levels = int(vae_downsample).bit_length() - 1
+    if vae_downsample < 1 or 2 ** levels != vae_downsample:
+        raise Sv4dError(f"vae_downsample must be a power of two, got {vae_downsample}")
+    if image_size % vae_downsample:
+        raise Sv4dError(f"image_size {image_size} is not a multiple of vae_downsample {vae_downsample}")
     clip = None
     if with_clip:
         clip = CLIPVisionConfig(
@@ -249,7 +258,7 @@ def tiny_config(
             adm_in_channels=4 * model_channels,
             view_attention=view_attention,
         ),
-        vae=VAEConfig(ch=32, ch_mult=(1, 1, 1, 2), num_res_blocks=1),
+        vae=VAEConfig(ch=vae_ch, ch_mult=(1,) * levels + (2,), num_res_blocks=1),
         clip=clip,
         sigma_cond_dim=model_channels,
         polar_dim=(3 * model_channels) // 2,

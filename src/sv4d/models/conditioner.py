@@ -116,20 +116,33 @@ class Conditioner(nn.Module):
         cond_view (V, 4, h, w), cond_motion (T, 4, h, w); everything float32.
         """
         sigma = self.cfg.cond_noise_sigma if noise_sigma is None else noise_sigma
-        n = cond_frames.shape[0] * frames_repeat
-        device = cond_frames.device
         e = self.embedders
         if crossattn is None:
             crossattn = self.embed_images(cond_frames_without_noise)
-        crossattn = crossattn.float()
-        concat = e[1](_noisy(cond_frames, sigma, generator), encode_chunk).float()
+        concat = e[1](_noisy(cond_frames, sigma, generator), encode_chunk)
         if frames_repeat > 1:
-            concat = concat.repeat_interleave(frames_repeat, 0)
+            concat = concat.float().repeat_interleave(frames_repeat, 0)
+        view = e[4](_noisy(cond_view, sigma, generator), encode_chunk)
+        motion = e[5](_noisy(cond_motion, sigma, generator), encode_chunk)
+        return self.assemble(crossattn, concat, view, motion, polar_rad, azimuth_rad, cond_mv=cond_mv,
+                             noise_sigma=sigma)
+
+    def assemble(self, crossattn: torch.Tensor, concat: torch.Tensor, cond_view: torch.Tensor,
+                 cond_motion: torch.Tensor, polar_rad: torch.Tensor, azimuth_rad: torch.Tensor, *,
+                 cond_mv: bool = True, noise_sigma: float | None = None,
+                 ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """(c, uc) from already encoded inputs: crossattn (1, T, D) image embeddings, concat
+        (N, 4, h, w), cond_view (V, 4, h, w), cond_motion (T, 4, h, w) unscaled latents
+        (what :meth:`forward` computes; training from cached latents calls this directly)."""
+        sigma = self.cfg.cond_noise_sigma if noise_sigma is None else noise_sigma
+        n = concat.shape[0]
+        device = concat.device
+        e = self.embedders
+        crossattn, concat = crossattn.float(), concat.float()
+        view, motion = cond_view.float(), cond_motion.float()
         sigma_cond = timestep_embedding(torch.full((n,), sigma, device=device), self.cfg.sigma_cond_dim)
         polar = e[2](polar_rad.to(device))
         azim = e[3](azimuth_rad.to(device))
-        view = e[4](_noisy(cond_view, sigma, generator), encode_chunk).float()
-        motion = e[5](_noisy(cond_motion, sigma, generator), encode_chunk).float()
         if not cond_mv:
             view = torch.zeros_like(view)
         c = {

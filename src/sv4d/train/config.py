@@ -24,8 +24,15 @@ class TrainConfig:
     "per_pixel", "joint"). stage: 1 = static 3-D data with the frame ("motion") attention
     switched off (pass-through) and frozen; 2 = dynamic 4-D data with it on and trained.
     data: multi-view set folders; data_mode: "static" | "dynamic" | "mixed" (default:
-    static in stage 1, dynamic in stage 2). Only the UNet is trained; the image encoder and
-    the VAEs stay frozen, as in the paper.
+    static in stage 1, dynamic in stage 2); views: the view indices training may use
+    (default all; leave some out to evaluate on held-out views). Only the UNet is trained;
+    the image encoder and the VAEs stay frozen, as in the paper.
+    cache_latents: encode every image the data can show once with the frozen VAE encoders
+    and image encoder, store the results in ``cache_dir`` (default OUT/cache; may be shared
+    between runs, files are keyed by the encoder weights and the data) and train from them.
+    vae_channels, vae_downsample: the tiny model's VAE (base width, 8 = the official 8x
+    layout). kl_weight: only for ``sv4d train-autoencoder``, which trains a tiny model's VAE
+    (reconstruction L1 + kl_weight * KL) before the UNet is trained from scratch.
     """
 
     model: str = "tiny"
@@ -34,10 +41,13 @@ class TrainConfig:
     num_views: int = 3
     image_size: int = 64
     model_channels: int = 32
+    vae_channels: int = 32
+    vae_downsample: int = 8
     view_attention: str | None = None
     stage: int = 2
     data: tuple[str, ...] = ()
     data_mode: str | None = None
+    views: tuple[int, ...] = ()
     input_view: int | str = 0
     frame_stride: int = 1
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
@@ -53,6 +63,9 @@ class TrainConfig:
     sample_every: int = 250
     sample_steps: int = 10
     log_every: int = 10
+    cache_latents: bool = True
+    cache_dir: str | None = None
+    kl_weight: float = 1e-6
     seed: int = 0
     out: str = "runs/train"
 
@@ -68,6 +81,10 @@ class TrainConfig:
         for name in ("batch_size", "grad_accum", "steps", "save_every", "sample_every", "log_every"):
             if getattr(self, name) < 1:
                 raise Sv4dError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if any(not isinstance(v, int) or v < 0 for v in self.views) or len(set(self.views)) != len(self.views):
+            raise Sv4dError(f"views must be distinct view indices, got {list(self.views)}")
+        if self.kl_weight < 0:
+            raise Sv4dError(f"kl_weight must be >= 0, got {self.kl_weight}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise Sv4dError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
 
@@ -82,7 +99,8 @@ class TrainConfig:
             if self.model == "tiny":
                 base = tiny_config("tiny_train", num_frames=self.num_frames, num_views=self.num_views,
                                    image_size=self.image_size, model_channels=self.model_channels,
-                                   with_clip=True)
+                                   with_clip=True, vae_ch=self.vae_channels,
+                                   vae_downsample=self.vae_downsample)
             else:
                 base = PRESETS[self.model]
         unet = dataclasses.replace(base.unet, motion_attention=self.stage == 2,
@@ -104,6 +122,8 @@ class TrainConfig:
                 d["objective"] = ObjectiveConfig(**d["objective"])
             if "data" in d:
                 d["data"] = tuple([d["data"]] if isinstance(d["data"], str) else d["data"])
+            if "views" in d:
+                d["views"] = tuple(d["views"])
             return cls(**d)
         except TypeError as e:
             raise Sv4dError(f"bad training config: {e}") from None

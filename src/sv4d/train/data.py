@@ -49,6 +49,21 @@ class TrainingSample:
     source: str
 
 
+@dataclass
+class WindowSpec:
+    """The images of one sample: set ``set_index``, the input view and the (orbit-ordered)
+    target views at ``frames``; angles and flags as in :class:`TrainingSample`."""
+
+    set_index: int
+    input_view: int
+    target_views: list[int]
+    frames: list[int]
+    polar: torch.Tensor
+    azimuth: torch.Tensor
+    static: bool
+    source: str
+
+
 def collate(samples: list[TrainingSample]) -> dict[str, torch.Tensor]:
     """Stack b samples (rows ordered (b, t, v) as at inference).
 
@@ -91,6 +106,12 @@ def view_angles(mvset: MultiViewSet) -> tuple[np.ndarray, np.ndarray]:
     return np.array(az), np.array(el)
 
 
+def images_to_tensor(arr: np.ndarray) -> torch.Tensor:
+    """(N, S, S, 3) uint8 -> (N, 3, S, S) float32 in [-1, 1]."""
+    x = torch.from_numpy(np.ascontiguousarray(arr)).float() / 255.0 * 2.0 - 1.0
+    return rearrange(x, "n h w c -> n c h w").contiguous()
+
+
 def _to_square(img: np.ndarray) -> np.ndarray:
     """Pad a non-square (H, W, 3) uint8 image with white to a centred square."""
     h, w = img.shape[:2]
@@ -110,6 +131,8 @@ class MultiViewWindows(torch.utils.data.Dataset):
     window's set repeated, else the dynamic window).
     A set shorter than the window span ``(T-1)*frame_stride + 1`` gives one window from
     frame 0, padded by repeating its last frame; a single-frame set is always static.
+    views: the view indices samples may use (input and targets; default all), e.g. to hold
+    some views out for evaluation.
     input_view: a view index, or "random". target_views: V explicit view indices (never the
     input view), or "random" (V distinct views other than the input). Targets are ordered
     by azimuth relative to the input view (an orbit), ties by elevation.
@@ -125,7 +148,8 @@ class MultiViewWindows(torch.utils.data.Dataset):
                  num_views: int, image_size: int, mode: str = "dynamic", static_prob: float = 0.5,
                  input_view: int | str = 0, target_views: Sequence[int] | str = "random",
                  frame_stride: int = 1, samples_per_epoch: int | None = None, seed: int = 0,
-                 cache_images: bool = True, draws_per_window: int = 1) -> None:
+                 cache_images: bool = True, draws_per_window: int = 1,
+                 views: Sequence[int] | None = None) -> None:
         if isinstance(sets, (str, os.PathLike, MultiViewSet)):
             sets = [sets]
         if not sets:
@@ -158,14 +182,23 @@ class MultiViewWindows(torch.utils.data.Dataset):
         self.mode, self.static_prob, self.seed = mode, float(static_prob), int(seed)
         self.input_view, self.targets, self.cache_images = input_view, targets, cache_images
 
+        self.views = None if views is None or len(views) == 0 else [int(v) for v in views]
+        if self.views is not None:
+            if len(set(self.views)) != len(self.views) or min(self.views) < 0:
+                raise Sv4dError(f"views must be distinct non-negative view indices, got {self.views}")
+            named = ([] if input_view == "random" else [int(input_view)]) + (targets or [])
+            outside = [v for v in named if v not in self.views]
+            if outside:
+                raise Sv4dError(f"input/target view(s) {outside} are not among the allowed views {self.views}")
         self.sets = [s if isinstance(s, MultiViewSet) else read_multiview(s) for s in sets]
         self.angles = []
         for s in self.sets:
-            if s.num_views < 1 + self.V:
-                raise Sv4dError(f"{s.root} has {s.num_views} views; a sample needs 1 input + "
+            usable = s.num_views if self.views is None else len(self.views)
+            if usable < 1 + self.V:
+                raise Sv4dError(f"{s.root}: {usable} usable views; a sample needs 1 input + "
                                 f"{self.V} target views")
-            named = ([] if input_view == "random" else [int(input_view)]) + (targets or [])
-            bad = [v for v in named if not 0 <= v < s.num_views]
+            named = ([] if input_view == "random" else [int(input_view)]) + (targets or []) + (self.views or [])
+            bad = sorted({v for v in named if not 0 <= v < s.num_views})
             if bad:
                 raise Sv4dError(f"view index(es) {bad} out of range for {s.root} ({s.num_views} views)")
             self.angles.append(view_angles(s))
@@ -197,11 +230,14 @@ class MultiViewWindows(torch.utils.data.Dataset):
 
     def _tensor(self, k: int, views: Sequence[int], frames: Sequence[int]) -> torch.Tensor:
         """(len(frames)*len(views), 3, S, S) float32 in [-1, 1], frame-major."""
-        arr = np.stack([self._image(k, v, f) for f in frames for v in views])
-        x = torch.from_numpy(arr).float() / 255.0 * 2.0 - 1.0
-        return rearrange(x, "n h w c -> n c h w").contiguous()
+        return images_to_tensor(np.stack([self._image(k, v, f) for f in frames for v in views]))
 
-    def __getitem__(self, i: int) -> TrainingSample:
+    def allowed_views(self, k: int) -> list[int]:
+        """The view indices of set ``k`` that samples may use."""
+        return list(range(self.sets[k].num_views)) if self.views is None else list(self.views)
+
+    def spec(self, i: int) -> WindowSpec:
+        """Which images item ``i`` is made of (no pixels are read)."""
         if not -self.length <= i < self.length:
             raise IndexError(f"index {i} out of range for {self.length} samples")
         i = int(i) % self.length
@@ -216,13 +252,14 @@ class MultiViewWindows(torch.utils.data.Dataset):
             frames, static = [start] * self.T, True
         else:
             frames = [min(start + t * self.stride, s.num_frames - 1) for t in range(self.T)]
+        usable = self.allowed_views(k)
         if self.input_view == "random":
-            allowed = [v for v in range(s.num_views) if v not in (self.targets or ())]
+            allowed = [v for v in usable if v not in (self.targets or ())]
             inp = int(allowed[rng.integers(len(allowed))])
         else:
             inp = int(self.input_view)
         if self.targets is None:
-            others = [v for v in range(s.num_views) if v != inp]
+            others = [v for v in usable if v != inp]
             targets = [int(v) for v in rng.choice(others, size=self.V, replace=False)]
         else:
             targets = list(self.targets)
@@ -231,8 +268,14 @@ class MultiViewWindows(torch.utils.data.Dataset):
         chosen = [inp] + targets
         polar, azimuth = relative_angles([float(az[v]) for v in chosen],
                                          [float(el[v]) for v in chosen], self.T)
-        target = self._tensor(k, targets, frames)
+        return WindowSpec(set_index=k, input_view=inp, target_views=targets, frames=frames,
+                          polar=polar, azimuth=azimuth, static=static,
+                          source=f"{s.root.name}:{inp}:{','.join(map(str, frames))}")
+
+    def __getitem__(self, i: int) -> TrainingSample:
+        w = self.spec(i)
+        target = self._tensor(w.set_index, w.target_views, w.frames)
         return TrainingSample(
-            frames=self._tensor(k, [inp], frames), target=target,
-            ref_views=target[: self.V].clone(), polar=polar, azimuth=azimuth, static=static,
-            source=f"{s.root.name}:{inp}:{','.join(map(str, frames))}")
+            frames=self._tensor(w.set_index, [w.input_view], w.frames), target=target,
+            ref_views=target[: self.V].clone(), polar=w.polar, azimuth=w.azimuth, static=w.static,
+            source=w.source)

@@ -104,7 +104,8 @@ class Trainer:
             dataset = MultiViewWindows(sets, num_frames=mc.num_frames, num_views=mc.num_views,
                                        image_size=mc.image_size, mode=cfg.mode, input_view=cfg.input_view,
                                        frame_stride=cfg.frame_stride, seed=cfg.seed,
-                                       draws_per_window=VIEW_DRAWS)  # each with its own random views
+                                       draws_per_window=VIEW_DRAWS,  # each with its own random views
+                                       views=cfg.views or None)
         self.dataset = dataset
         self.model.requires_grad_(False)
         unet = self.model.unet
@@ -115,13 +116,21 @@ class Trainer:
         self.trainable = {n: p for n, p in unet.named_parameters() if p.requires_grad}
         opt = torch.optim.AdamW(self.trainable.values(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.model.to(self.acc.device)
+        self.cache = None
+        if cfg.cache_latents and isinstance(dataset, MultiViewWindows):
+            from .cache import LatentCache
+
+            with self.acc.main_process_first():  # the main process encodes, the others read
+                self.cache = LatentCache(self.model, dataset, cfg.cache_dir or self.out / "cache",
+                                         progress=progress and self.acc.is_main_process)
         self.unet, self.opt = self.acc.prepare(unet, opt)
         self.ema = ({n: p.detach().float().clone() for n, p in self.trainable.items()}
                     if cfg.ema_decay > 0 else None)
         self.step = 0
 
     # ------------------------------------------------------------------ data order
-    def _batch(self, step: int, micro: int) -> dict[str, torch.Tensor]:
+    def _indices(self, step: int, micro: int) -> list[int]:
+        """The dataset items of one micro-batch: a seeded permutation per epoch."""
         cfg, n = self.cfg, len(self.dataset)
         world, rank = self.acc.num_processes, self.acc.process_index
         items = []
@@ -129,8 +138,16 @@ class Trainer:
             flat = ((step * cfg.grad_accum + micro) * world + rank) * cfg.batch_size + k
             epoch, pos = divmod(flat, n)
             perm = np.random.default_rng((cfg.seed, epoch)).permutation(n)
-            items.append(self.dataset[int(perm[pos])])
-        return collate(items)
+            items.append(int(perm[pos]))
+        return items
+
+    def _conditioning(self, step: int, micro: int, g: torch.Generator):
+        """x0, c, uc of one micro-batch: from the latent cache, or encoded from pixels."""
+        idx = self._indices(step, micro)
+        if self.cache is not None:
+            return self.cache.conditioning([self.dataset.spec(i) for i in idx], self.acc.device)
+        batch = collate([self.dataset[i] for i in idx])
+        return window_conditioning(self.model, batch, len(idx), g, self.acc.device)
 
     # ------------------------------------------------------------------ state
     def _state_dir(self) -> Path:
@@ -186,9 +203,8 @@ class Trainer:
         total, masked_n, dropped_n = 0.0, 0, 0
         for micro in range(cfg.grad_accum):
             g = _generator(cfg.seed, step, micro)
-            batch = self._batch(step, micro)
             b = cfg.batch_size
-            x0, c, uc = window_conditioning(self.model, batch, b, g, dev)
+            x0, c, uc = self._conditioning(step, micro, g)
             cond, masked, dropped = drop_conditions(c, uc, b, cfg.objective, g)
             sigma = sample_sigmas(b, cfg.objective, g)
             noise = torch.randn(x0.shape, generator=g).to(dev)
