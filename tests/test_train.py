@@ -81,3 +81,14 @@ def test_train_cli(tmp_path, capsys):
     assert rc == 0 and (tmp_path / "cli" / "model.safetensors").is_file()
     assert main(["train", "nonsense_option=1", "-q"]) == 2
     assert "unknown training option" in capsys.readouterr().err
+
+
+def test_shipped_configs_parse():
+    from pathlib import Path
+
+    configs = sorted((Path(__file__).parents[1] / "configs").glob("*.toml"))
+    assert configs
+    for p in configs:
+        cfg = load_train_config(p, ["steps=5"])
+        assert cfg.steps == 5 and cfg.data and all(Path(d).is_absolute() for d in cfg.data)
+        assert cfg.model_config().image_size == cfg.image_size

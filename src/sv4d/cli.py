@@ -80,9 +80,8 @@ def _ratio(text: str) -> float:
     return v
 
 
-def _cmd_train(args: argparse.Namespace) -> int:
+def _train_config(args: argparse.Namespace):
     from .train.config import load_train_config
-    from .train.loop import Trainer
 
     overrides = list(args.overrides)
     config = args.config
@@ -93,7 +92,30 @@ def _cmd_train(args: argparse.Namespace) -> int:
         overrides.append(f"out={args.out}")
     if args.steps:
         overrides.append(f"steps={args.steps}")
-    cfg = load_train_config(config, overrides)
+    return load_train_config(config, overrides)
+
+
+def _cmd_train_autoencoder(args: argparse.Namespace) -> int:
+    from .train.autoencoder import train_autoencoder
+
+    cfg = _train_config(args)
+    if cfg.init is None and cfg.model != "tiny":
+        raise Sv4dError(f"model {cfg.model!r} comes with the official VAE: give init = the official "
+                        "checkpoint to fine-tune its VAE, or use model = 'tiny'")
+    s = train_autoencoder(cfg, progress=not args.quiet)
+    losses = s["losses"]
+    k = max(1, len(losses) // 10)
+    print(f"sv4d: autoencoder {s['steps']} steps on {s['images']} images, loss {sum(losses[:k]) / k:.4f} -> "
+          f"{sum(losses[-k:]) / k:.4f}, reconstruction PSNR {s['recon_psnr']:.2f} dB, scale_factor "
+          f"{s['scale_factor']:.4f}, {s['seconds']:.0f} s", file=sys.stderr)
+    print(s["model"])
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .train.loop import Trainer
+
+    cfg = _train_config(args)
     summary = Trainer(cfg, progress=not args.quiet).run()
     losses = summary["losses"]
     if losses:
@@ -230,8 +252,11 @@ def build_parser() -> argparse.ArgumentParser:
             "dropout, progressive 3D-to-4D stages) on Hugging Face accelerate: one process on a "
             "CPU, or many GPUs with `accelerate launch -m sv4d.cli train CONFIG`. CONFIG is a "
             "TOML or JSON file of sv4d.train.config.TrainConfig fields (see configs/tiny_fox.toml); "
-            "KEY=VALUE overrides any field (objective.uncond_prob=0.2). A run resumes from OUT/state "
-            "when it exists; OUT/model.safetensors is a checkpoint `sv4d generate` loads."
+            "KEY=VALUE overrides any field (objective.uncond_prob=0.2). VAE latents and image "
+            "embeddings are cached in OUT/cache (cache_dir=...) before the first step. A run resumes "
+            "from OUT/state when it exists; OUT/model.safetensors is a checkpoint `sv4d generate` "
+            "loads. A model from scratch (model=\"tiny\") needs its VAE trained first: see "
+            "`sv4d train-autoencoder --help`."
         ),
         epilog="example: sv4d train configs/tiny_fox.toml steps=50 out=runs/try",
     )
@@ -241,6 +266,25 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--steps", type=_positive_int, default=None, help="optimizer steps (overrides the config)")
     t.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=_cmd_train)
+    a = sub.add_parser(
+        "train-autoencoder",
+        help="train a small model's VAE before its UNet (for training from scratch)",
+        description=(
+            "Train the VAE of a from-scratch model (model = 'tiny') on the config's data: the "
+            "conditioning encoder and the decoder as a KL autoencoder (L1 + kl_weight * KL). The "
+            "three conditioning encoders get the trained weights and scale_factor becomes 1/std "
+            "of the latents. Writes OUT/model.safetensors; then run `sv4d train CONFIG "
+            "init=OUT/model.safetensors` to train the UNet with this VAE frozen. Takes the same "
+            "CONFIG and KEY=VALUE overrides as `sv4d train` (lr, steps, batch_size, views, ...)."
+        ),
+        epilog="example: sv4d train-autoencoder configs/tiny_fox.toml steps=300 out=runs/fox_vae",
+    )
+    a.add_argument("config", nargs="?", default=None, help="TOML or JSON training config (default: all defaults)")
+    a.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="override config fields, values in JSON")
+    a.add_argument("--out", default=None, help="output folder (overrides the config's out)")
+    a.add_argument("--steps", type=_positive_int, default=None, help="optimizer steps (overrides the config)")
+    a.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    a.set_defaults(func=_cmd_train_autoencoder)
     return p
 
 
