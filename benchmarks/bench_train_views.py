@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from sv4d.io.checkpoint import load_model  # noqa: E402
+from sv4d.io.multiview import read_multiview  # noqa: E402
 from sv4d.metrics import psnr, ssim  # noqa: E402
 from sv4d.train.autoencoder import train_autoencoder  # noqa: E402
 from sv4d.train.config import load_train_config  # noqa: E402
@@ -101,22 +102,19 @@ def main() -> None:
     torch.set_num_threads(max(1, torch.get_num_threads()))
     out = Path(args.out)
 
-    base = load_train_config(args.config, [f"data={json.dumps([args.data])}", f"seed={args.seed}"])
-    n_views = json.loads((Path(args.data) / "cameras.json").read_text())["views"]
-    train_views = [v for v in range(len(n_views)) if v not in args.held_out]
-    overrides = [f"views={json.dumps(train_views)}"]
+    num_views = read_multiview(args.data).num_views
+    train_views = [v for v in range(num_views) if v not in args.held_out]
+    common = [f"data={json.dumps([args.data])}", f"views={json.dumps(train_views)}", f"seed={args.seed}"]
 
     vae_model = out / "vae" / "model.safetensors"
     if not vae_model.is_file():
-        cfg = load_train_config(args.config, [f"data={json.dumps([args.data])}", *overrides, f"out={out / 'vae'}",
-                                              f"steps={args.vae_steps}", f"lr={args.vae_lr}", "batch_size=1",
-                                              f"seed={args.seed}"])
+        cfg = load_train_config(args.config, [*common, f"out={out / 'vae'}", f"steps={args.vae_steps}",
+                                              f"lr={args.vae_lr}", "batch_size=1"])
         s = train_autoencoder(cfg)
         print(f"autoencoder: {s['steps']} steps, {s['steps'] / s['seconds']:.2f} steps/s, "
               f"reconstruction PSNR {s['recon_psnr']:.2f} dB, scale_factor {s['scale_factor']:.4f}")
-    cfg = load_train_config(args.config, [f"data={json.dumps([args.data])}", *overrides, f"out={out / 'unet'}",
-                                          f"init={json.dumps(str(vae_model))}", f"steps={args.steps}",
-                                          f"seed={args.seed}"])
+    cfg = load_train_config(args.config, [*common, f"out={out / 'unet'}", f"init={json.dumps(str(vae_model))}",
+                                          f"steps={args.steps}"])
     t0 = time.perf_counter()
     s = Trainer(cfg).run()
     done = len(s["losses"])
@@ -129,9 +127,9 @@ def main() -> None:
     model = load_model(out / "unet" / "model.safetensors", dtype="fp32").eval()
     results = {"config": str(args.config), "data": args.data, "held_out": args.held_out, "seen": args.seen,
                "input_view": args.input_view, "unet_steps": s["steps"], "train_seconds": train_seconds,
-               "model_channels": base.model_channels, "image_size": model.cfg.image_size,
+               "model_channels": cfg.model_channels, "image_size": model.cfg.image_size,
                "parameters_unet": sum(p.numel() for p in model.unet.parameters())}
-    print(f"\n{'views':<26}{'method':<12}{'PSNR dB':>9}{'SSIM':>8}")
+    print(f"\n{'views':<28}{'method':<12}{'PSNR dB':>9}{'SSIM':>8}")
     for name, views in (("held-out", args.held_out), ("seen in training", args.seen)):
         t1 = time.perf_counter()
         summary, grid = evaluate(model, args.data, args.input_view, views, args.sample_steps, args.seed)
@@ -139,8 +137,8 @@ def main() -> None:
         results[name] = summary
         for k in ("generated", "copy", "vae"):
             label = {"generated": "generated", "copy": "copy input", "vae": "VAE ceiling"}[k]
-            print(f"{name + ' ' + str(views):<26}{label:<12}{summary[k]['psnr']:>9.2f}{summary[k]['ssim']:>8.4f}")
-        print(f"{'':<26}generated beats copy on {100 * summary['generated_beats_copy']:.0f}% of "
+            print(f"{name + ' ' + str(views):<28}{label:<12}{summary[k]['psnr']:>9.2f}{summary[k]['ssim']:>8.4f}")
+        print(f"{'':<28}generated beats copy on {100 * summary['generated_beats_copy']:.0f}% of "
               f"{summary['images']} images")
         if name == "held-out" and grid is not None:
             from PIL import Image

@@ -13,7 +13,8 @@ from sv4d.cli import main
 from sv4d.config import tiny_config
 from sv4d.errors import Sv4dError
 from sv4d.io.checkpoint import load_model
-from sv4d.train.autoencoder import _psnr, latent_std, train_autoencoder, training_images
+from sv4d.metrics import batch_psnr_pm1 as _psnr
+from sv4d.train.autoencoder import latent_std, train_autoencoder, training_images
 from sv4d.train.config import TrainConfig
 from sv4d.train.data import images_to_tensor
 from sv4d.train.loop import Trainer, build_model

@@ -13,7 +13,7 @@ import torch
 from sv4d.cameras import relative_angles
 from sv4d.errors import Sv4dError
 from sv4d.io.multiview import Intrinsics, View, orbit_c2w, read_multiview, write_multiview
-from sv4d.train.data import MultiViewWindows, TrainingSample, collate, view_angles
+from sv4d.train.data import MultiViewWindows, TrainingSample, collate
 
 FOX_SMALL = Path(__file__).parent / "data" / "multiview" / "fox_small"
 
@@ -204,7 +204,7 @@ def test_missing_angles_come_from_c2w(tmp_path):
     root = _encoded_set(tmp_path / "noang", azs, els, num_frames=1, angles=False)
     mvset = read_multiview(root)
     assert all(v.azimuth_deg is None for v in mvset.views)
-    az, el = view_angles(mvset)
+    az, el = mvset.angles_deg()
     assert np.allclose(az % 360, azs) and np.allclose(el, els)
     s = MultiViewWindows([mvset], num_frames=1, num_views=3, image_size=8, target_views=[1, 2, 3])[0]
     p, a = relative_angles(azs, els, 1)

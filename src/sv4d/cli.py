@@ -95,6 +95,15 @@ def _train_config(args: argparse.Namespace):
     return load_train_config(config, overrides)
 
 
+def _add_train_args(p: argparse.ArgumentParser) -> None:
+    """The arguments `sv4d train` and `sv4d train-autoencoder` share (read by _train_config)."""
+    p.add_argument("config", nargs="?", default=None, help="TOML or JSON training config (default: all defaults)")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="override config fields, values in JSON")
+    p.add_argument("--out", default=None, help="output folder (overrides the config's out)")
+    p.add_argument("--steps", type=_positive_int, default=None, help="optimizer steps (overrides the config)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+
 def _cmd_train_autoencoder(args: argparse.Namespace) -> int:
     from .train.autoencoder import train_autoencoder
 
@@ -260,11 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         epilog="example: sv4d train configs/tiny_fox.toml steps=50 out=runs/try",
     )
-    t.add_argument("config", nargs="?", default=None, help="TOML or JSON training config (default: all defaults)")
-    t.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="override config fields, values in JSON")
-    t.add_argument("--out", default=None, help="output folder (overrides the config's out)")
-    t.add_argument("--steps", type=_positive_int, default=None, help="optimizer steps (overrides the config)")
-    t.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    _add_train_args(t)
     t.set_defaults(func=_cmd_train)
     a = sub.add_parser(
         "train-autoencoder",
@@ -279,11 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         epilog="example: sv4d train-autoencoder configs/tiny_fox.toml steps=300 out=runs/fox_vae",
     )
-    a.add_argument("config", nargs="?", default=None, help="TOML or JSON training config (default: all defaults)")
-    a.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="override config fields, values in JSON")
-    a.add_argument("--out", default=None, help="output folder (overrides the config's out)")
-    a.add_argument("--steps", type=_positive_int, default=None, help="optimizer steps (overrides the config)")
-    a.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    _add_train_args(a)
     a.set_defaults(func=_cmd_train_autoencoder)
     return p
 

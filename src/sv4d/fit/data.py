@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import Sv4dError
-from ..io.multiview import Intrinsics, MultiViewSet, orbit_angles, read_multiview
+from ..io.multiview import Intrinsics, MultiViewSet, read_multiview
 
 
 @dataclass
@@ -104,19 +104,13 @@ def load_fit_data(source: str | os.PathLike | MultiViewSet, views: Sequence[int]
     rgba = np.stack([np.stack([s.load_image(v, f, "rgba") for f in fs]) for v in vs])
     rgb, alpha = downsample_rgba(rgba, (h, w))
     c2w = np.stack([np.asarray(s.views[v].c2w, dtype=np.float64) for v in vs])
-    az, el = [], []
-    for v in vs:
-        a, e = s.views[v].azimuth_deg, s.views[v].elevation_deg
-        if a is None or e is None:
-            a, e = orbit_angles(s.views[v].c2w)
-        az.append(a)
-        el.append(e)
+    az, el = s.angles_deg()
     t = np.asarray(s.times, dtype=np.float64)
     span = t[-1] - t[0] if len(t) > 1 else 0.0
     times = (t[fs] - t[0]) / span if span > 0 else np.zeros(len(fs))
     return FitData(rgb=rgb, alpha=alpha, c2w=torch.from_numpy(c2w).float(), intrinsics=intr.scaled(w, h),
                    times=torch.from_numpy(times).float(), views=vs, frames=fs,
-                   azimuth_deg=np.asarray(az, dtype=np.float64), elevation_deg=np.asarray(el, dtype=np.float64),
+                   azimuth_deg=az[vs], elevation_deg=el[vs],
                    source=str(s.root))
 
 

@@ -209,6 +209,30 @@ class MultiViewSet:
             return composite_white(arr)
         return arr
 
+    def angles_deg(self) -> tuple[np.ndarray, np.ndarray]:
+        """(azimuth_deg, elevation_deg), each (V,) float64, of the views.
+
+        Angles missing from cameras.json come from the camera centre (``orbit_angles``).
+        """
+        az, el = [], []
+        for v in self.views:
+            a, e = v.azimuth_deg, v.elevation_deg
+            if a is None or e is None:
+                c2w = None if v.c2w is None else np.asarray(v.c2w, dtype=np.float64)
+                if c2w is None or c2w.shape != (4, 4) or not np.isfinite(c2w).all():
+                    raise Sv4dError(f"{self.root}: view {v.dir!r} has neither azimuth/elevation "
+                                    "nor a 4x4 c2w to compute them from")
+                try:
+                    a_c2w, e_c2w = orbit_angles(c2w)
+                except Sv4dError:
+                    raise Sv4dError(f"{self.root}: view {v.dir!r} has no angles and its camera "
+                                    "sits at the origin; add azimuth_deg/elevation_deg to cameras.json") from None
+                a = a_c2w if a is None else a
+                e = e_c2w if e is None else e
+            az.append(float(a))
+            el.append(float(e))
+        return np.array(az), np.array(el)
+
     def load_view(self, view: int, kind: str = "rgba") -> np.ndarray:
         """All frames of one view: (n, H, W, C) uint8, C = 4 (rgba) or 3 (rgb_white)."""
         return np.stack([self.load_image(view, i, kind) for i in range(self.num_frames)])

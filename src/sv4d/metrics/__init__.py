@@ -1,5 +1,5 @@
 """Image and video metrics."""
 
-from .image import psnr, ssim
+from .image import batch_psnr_pm1, psnr, ssim
 
-__all__ = ["psnr", "ssim"]
+__all__ = ["batch_psnr_pm1", "psnr", "ssim"]

@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -27,6 +29,13 @@ def psnr(a: torch.Tensor, b: torch.Tensor, data_range: float = 1.0) -> torch.Ten
     _check(a, b)
     mse = ((a.double() - b.double()) ** 2).flatten(1).mean(1)
     return (10 * torch.log10(data_range ** 2 / mse)).float()
+
+
+def batch_psnr_pm1(a: torch.Tensor, b: torch.Tensor) -> float:
+    """One PSNR (dB) from the MSE over a whole batch of images in [-1, 1], scored as [0, 1]
+    images; ``a`` is clamped to [-1, 1] first (a quick training-time figure, not per image)."""
+    mse = (((a.clamp(-1, 1) - b) / 2) ** 2).mean().item()
+    return 10 * math.log10(1.0 / max(mse, 1e-12))
 
 
 def _gaussian_window(size: int, sigma: float, dtype: torch.dtype, device: torch.device) -> torch.Tensor:

@@ -36,6 +36,7 @@ from tqdm.auto import tqdm
 
 from ..errors import Sv4dError
 from ..io.checkpoint import save_model
+from ..metrics import batch_psnr_pm1
 from ..models.engine import SV4DModel
 from .config import TrainConfig
 from .data import MultiViewWindows, images_to_tensor
@@ -56,12 +57,6 @@ def _moments(model: SV4DModel, x: torch.Tensor) -> tuple[torch.Tensor, torch.Ten
     enc = model.conditioner.embedders[1].encoder
     mean, logvar = enc.quant_conv(enc.encoder(x)).chunk(2, dim=1)
     return mean, logvar.clamp(-30.0, 20.0)
-
-
-def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    """PSNR of images in [-1, 1], as [0, 1] images."""
-    mse = (((a.clamp(-1, 1) - b) / 2) ** 2).mean().item()
-    return 10 * math.log10(1.0 / max(mse, 1e-12))
 
 
 @torch.no_grad()
@@ -134,7 +129,7 @@ def train_autoencoder(cfg: TrainConfig, progress: bool = True, model: SV4DModel 
             raise Sv4dError(f"the trained autoencoder's latents have std {std}; lower lr or kl_weight")
         model.cfg = dataclasses.replace(mc, scale_factor=round(1.0 / std, 6))
         recon = model.decode(model.encode_latents(probe_x))
-        psnr = _psnr(recon, probe_x)
+        psnr = batch_psnr_pm1(recon, probe_x)
     _save_recon(probe_x, recon, out / "recon.png")
     path = save_model(model.cpu(), out / "model.safetensors",
                       extra_metadata={"sv4d_autoencoder_steps": str(cfg.steps)})

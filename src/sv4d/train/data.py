@@ -23,7 +23,7 @@ from PIL import Image
 
 from ..cameras import relative_angles
 from ..errors import Sv4dError
-from ..io.multiview import MultiViewSet, orbit_angles, read_multiview
+from ..io.multiview import MultiViewSet, read_multiview
 
 MODES = ("dynamic", "static", "mixed")
 
@@ -79,31 +79,6 @@ def collate(samples: list[TrainingSample]) -> dict[str, torch.Tensor]:
            for k in ("frames", "target", "ref_views", "polar", "azimuth")}
     out["static"] = torch.tensor([s.static for s in samples], dtype=torch.bool)
     return out
-
-
-def view_angles(mvset: MultiViewSet) -> tuple[np.ndarray, np.ndarray]:
-    """(azimuth_deg, elevation_deg), each (V,) float64, of a set's views.
-
-    Angles missing from cameras.json come from the camera centre (``orbit_angles``).
-    """
-    az, el = [], []
-    for v in mvset.views:
-        a, e = v.azimuth_deg, v.elevation_deg
-        if a is None or e is None:
-            c2w = None if v.c2w is None else np.asarray(v.c2w, dtype=np.float64)
-            if c2w is None or c2w.shape != (4, 4) or not np.isfinite(c2w).all():
-                raise Sv4dError(f"{mvset.root}: view {v.dir!r} has neither azimuth/elevation "
-                                "nor a 4x4 c2w to compute them from")
-            try:
-                a_c2w, e_c2w = orbit_angles(c2w)
-            except Sv4dError:
-                raise Sv4dError(f"{mvset.root}: view {v.dir!r} has no angles and its camera "
-                                "sits at the origin; add azimuth_deg/elevation_deg to cameras.json") from None
-            a = a_c2w if a is None else a
-            e = e_c2w if e is None else e
-        az.append(float(a))
-        el.append(float(e))
-    return np.array(az), np.array(el)
 
 
 def images_to_tensor(arr: np.ndarray) -> torch.Tensor:
@@ -201,7 +176,7 @@ class MultiViewWindows(torch.utils.data.Dataset):
             bad = sorted({v for v in named if not 0 <= v < s.num_views})
             if bad:
                 raise Sv4dError(f"view index(es) {bad} out of range for {s.root} ({s.num_views} views)")
-            self.angles.append(view_angles(s))
+            self.angles.append(s.angles_deg())
         span = (self.T - 1) * self.stride + 1
         starts = [s.num_frames if mode == "static" else max(1, s.num_frames - span + 1) for s in self.sets]
         self.pairs = [(k, start) for k, n in enumerate(starts) for start in range(n)]

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import glob
 import json
-import math
 import os
 import time
 from pathlib import Path
@@ -32,6 +31,7 @@ from tqdm.auto import tqdm
 from ..diffusion.training import diffusion_loss, drop_conditions, sample_sigmas
 from ..errors import Sv4dError
 from ..io.checkpoint import load_model, resolve_config, save_model
+from ..metrics import batch_psnr_pm1
 from ..models.engine import SV4DModel
 from .config import TrainConfig
 from .data import MultiViewWindows, collate
@@ -248,7 +248,6 @@ class Trainer:
             self.unet.train()
         x = self.model.decode(z).clamp(-1, 1).cpu()
         tgt = batch["target"]
-        mse = ((x - tgt) ** 2).mean().item() / 4.0  # images in [-1, 1]: errors of [0, 1] images * 2
         u8 = lambda t: ((t + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)  # noqa: E731
         rows = []
         for v in range(V):
@@ -257,7 +256,7 @@ class Trainer:
         grid = torch.cat(rows, 1).permute(1, 2, 0).numpy()
         path.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(grid).save(path)
-        return 10 * math.log10(1.0 / max(mse, 1e-12))
+        return batch_psnr_pm1(x, tgt)
 
     # ------------------------------------------------------------------ the loop
     def run(self) -> dict[str, Any]:
