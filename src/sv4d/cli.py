@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from .cli_fit import add_fit_commands
 from .config import PRESETS
 from .errors import Sv4dError
 
@@ -286,6 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_train_args(a)
     a.set_defaults(func=_cmd_train_autoencoder)
+    add_fit_commands(sub)
     return p
 
 

@@ -29,7 +29,8 @@ class FitData:
     rgb: (V, F, H, W, 3) float32 in [0, 1], over white; alpha: (V, F, H, W) float32.
     c2w: (V, 4, 4) float32 OpenGL camera-to-world; intrinsics: for H x W.
     times: (F,) float32 in [0, 1]; views, frames: indices into the set;
-    azimuth_deg, elevation_deg: (V,) float64.
+    azimuth_deg, elevation_deg: (V,) float64;
+    weight: None (every pixel counts fully) or (V, F, H, W) float32 per-pixel loss weights.
     """
 
     rgb: torch.Tensor
@@ -42,6 +43,7 @@ class FitData:
     azimuth_deg: np.ndarray
     elevation_deg: np.ndarray
     source: str
+    weight: torch.Tensor | None = None
 
     @property
     def shape(self) -> tuple[int, int, int, int]:

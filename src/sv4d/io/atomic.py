@@ -1,4 +1,4 @@
-"""Writing a folder atomically: build it under a temporary sibling name, rename when complete."""
+"""Writing files and folders atomically: build under a temporary sibling name, rename when complete."""
 
 from __future__ import annotations
 
@@ -43,3 +43,18 @@ def _swap_in(tmp: Path, path: Path) -> None:
         os.replace(old, path)
         raise
     shutil.rmtree(old, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; it is renamed to ``path`` only if the block succeeds
+    (on any error it is deleted and an existing ``path`` is left as it was)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.part")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

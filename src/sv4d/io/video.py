@@ -11,7 +11,6 @@ from __future__ import annotations
 import glob
 import os
 import re
-import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from sv4d.errors import Sv4dError
+from sv4d.io.atomic import atomic_file
 
 VIDEO_SUFFIXES = frozenset(
     {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".gif", ".mpg", ".mpeg", ".ts", ".flv", ".ogv", ".wmv", ".3gp"}
@@ -300,20 +300,6 @@ def read_clip(
 # ---------------------------------------------------------------- writing
 
 
-@contextmanager
-def _atomic_path(path: str | os.PathLike):
-    """Yield a temporary path beside ``path``; rename it to ``path`` only if the block succeeds."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.part")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def _to_rgb(frames: np.ndarray, fps: float) -> np.ndarray:
     """(n, H, W, 3|4) uint8 -> (n, H, W, 3); RGBA is composited over white."""
     if not fps > 0:
@@ -339,7 +325,7 @@ def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float, *, crf:
     rate = Fraction(fps).limit_denominator(1001)
     path = Path(path)
     try:
-        with _atomic_path(path) as tmp:
+        with atomic_file(path) as tmp:
             with av.open(str(tmp), "w", format="mp4") as container:
                 stream = container.add_stream("libx264", rate=rate, options={"crf": str(int(crf))})
                 stream.width, stream.height, stream.pix_fmt = rgb.shape[2], rgb.shape[1], "yuv420p"
@@ -358,7 +344,7 @@ def write_gif(path: str | os.PathLike, frames: np.ndarray, fps: float) -> Path:
     images = [Image.fromarray(a) for a in _to_rgb(frames, fps)]
     path = Path(path)
     try:
-        with _atomic_path(path) as tmp:
+        with atomic_file(path) as tmp:
             images[0].save(tmp, "GIF", save_all=True, append_images=images[1:], duration=round(1000 / fps), loop=0)
     except OSError as exc:
         raise Sv4dError(f"{path}: could not write the GIF ({exc}); check the folder and free space") from exc

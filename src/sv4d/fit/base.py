@@ -1,0 +1,57 @@
+"""What every 4D representation offers the optimisation loop, the renderer and the exporter.
+
+A :class:`Fitter` owns its parameters and optimisers and draws its own training batches (rays
+for the NeRF, whole images for the Gaussians) from a :class:`~sv4d.fit.data.FitData`. The
+shared loop (:mod:`sv4d.fit.optimize`) decides the stage and which frames may be drawn at each
+step (the SV4D 2.0 schedule: a static stage on one frame, then a dynamic stage with progressive
+frame sampling) and saves checkpoints.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, Sequence
+
+import torch
+
+from ..io.multiview import Intrinsics
+
+STAGES = ("static", "dynamic")
+
+
+class Fitter(ABC):
+    """One representation being fitted.
+
+    ``frames`` arguments are positions into ``data.frames`` (0..F-1), not set frame numbers;
+    ``t`` is a time in [0, 1] (``data.times``). Camera matrices are OpenGL camera-to-world.
+    """
+
+    method: str = ""
+
+    @abstractmethod
+    def set_stage(self, stage: str) -> None:
+        """'static': only the canonical (time-independent) part learns and time has no effect;
+        'dynamic': everything learns."""
+
+    @abstractmethod
+    def train_step(self, step: int, frames: Sequence[int], progress: float) -> dict[str, float]:
+        """One optimiser step on a batch drawn from ``frames``; returns the loss terms (floats).
+
+        ``progress`` in [0, 1] is how far the whole run is (by steps, or by wall-clock time when
+        the run has a time budget): learning-rate decay and densification follow it, not ``step``.
+
+        Losses: RGB (over white) and alpha against ``data.alpha``, each pixel multiplied by
+        ``data.weight`` (V, F, H, W) when that is not None, plus the method's regularisers."""
+
+    @abstractmethod
+    def render(self, c2w: torch.Tensor, intrinsics: Intrinsics, t: float) -> dict[str, torch.Tensor]:
+        """Render one view without gradients: ``rgb`` (H, W, 3) over white in [0, 1],
+        ``alpha`` (H, W) opacity, ``depth`` (H, W) expected distance along the ray (0 where empty)."""
+
+    @abstractmethod
+    def state(self) -> dict[str, Any]:
+        """Everything needed to resume: parameters, optimiser states, RNG-free counters, config."""
+
+    @abstractmethod
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state` returned."""

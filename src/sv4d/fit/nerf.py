@@ -1,0 +1,299 @@
+"""The dynamic NeRF fitter: K-Planes field, rays marched only through occupied cells, white background.
+
+Sampling: every ray is cut by the scene box and sampled at a fixed step (one occupancy cell
+by default, jittered in training); only samples that fall in an occupied cell of the ray's
+frame are sent through the field. The occupancy starts as the visual hull of the training
+masks (per frame) and is tightened during training to the hull cells (dilated by one cell)
+whose density is still visible. Volume rendering uses optical depth sums
+(T_i = exp(-sum_{j<i} sigma_j delta)) and composites on white.
+
+Losses: weighted MSE on RGB and on alpha (rendered opacity against the mask), plane TV, time
+smoothness and a pull of the space-time planes towards 1.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from ..errors import Sv4dError
+from ..io.multiview import Intrinsics
+from .base import STAGES, Fitter
+from .data import FitData, camera_rays
+from .field import KPlanesField
+from .hull import cell_size, diag_samples, dilate, visual_hull
+
+
+@dataclass(frozen=True)
+class NerfConfig:
+    resolutions: tuple[int, ...] = (32, 64, 128)
+    time_resolution: int = 0          # 0: one knot per fitted frame
+    features: int = 16
+    hidden: int = 64
+    hull_resolution: int = 128
+    hull_dilate: int = 2              # pixels
+    hull_misses: int = 0              # views a hull cell may fall outside (generated views: 1)
+    rays: int = 4096
+    lr: float = 0.02
+    lr_mlp: float = 0.005
+    lr_final: float = 0.1             # cosine decay to this fraction
+    warmup: int = 50
+    alpha_weight: float = 1.0
+    tv_weight: float = 1e-4
+    time_smooth_weight: float = 1e-3
+    time_l1_weight: float = 1e-4
+    occupancy_every: int = 200
+    occupancy_start: int = 300
+    occupancy_alpha: float = 0.005    # a cell stays while one step through it is this opaque
+    render_chunk: int = 16384
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "NerfConfig":
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise Sv4dError(f"unknown NeRF setting(s) {unknown}; known: {sorted(names)}")
+        d = dict(d)
+        if "resolutions" in d:
+            d["resolutions"] = tuple(int(r) for r in d["resolutions"])
+        return cls(**d)
+
+
+def ray_box(o: torch.Tensor, d: torch.Tensor, bound: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Entry and exit distances of rays (N, 3) through the box [-bound, bound]^3 (far < near: miss)."""
+    inv = 1.0 / torch.where(d.abs() < 1e-9, torch.full_like(d, 1e-9), d)
+    t0, t1 = (-bound - o) * inv, (bound - o) * inv
+    near = torch.minimum(t0, t1).amax(-1).clamp_min(0.0)
+    far = torch.maximum(t0, t1).amin(-1)
+    return near, far
+
+
+def cell_index(x: torch.Tensor, bound: float, res: int) -> torch.Tensor:
+    """Flat index of the occupancy cell of points (..., 3)."""
+    i = ((x + bound) / (2 * bound) * res).long().clamp(0, res - 1)
+    return (i[..., 0] * res + i[..., 1]) * res + i[..., 2]
+
+
+def render_rays(field: KPlanesField, occupancy: torch.Tensor, o: torch.Tensor, d: torch.Tensor,
+                t: torch.Tensor, grid_index: torch.Tensor, step: float, jitter: torch.Generator | None = None,
+                ) -> dict[str, torch.Tensor]:
+    """Volume-render rays on white.
+
+    occupancy: (G, R^3) bool (flattened cells); grid_index: (N,) which grid each ray uses;
+    o, d: (N, 3) origins and unit directions; t: (N,) times in [0, 1]; step: sample spacing.
+    Returns rgb (N, 3), alpha (N,), depth (N,) (0 where nothing is hit)."""
+    n = len(o)
+    res = round(occupancy.shape[1] ** (1 / 3))
+    bound = field.bound
+    near, far = ray_box(o, d, bound)
+    s = diag_samples(bound, step)
+    offs = torch.rand(n, 1, generator=jitter) if jitter is not None else torch.full((n, 1), 0.5)
+    z = near[:, None] + (torch.arange(s, dtype=o.dtype) + offs) * step  # (N, S)
+    valid = z < far[:, None]
+    pts = o[:, None] + d[:, None] * z[..., None]
+    cells = cell_index(pts, bound, res) + grid_index[:, None] * res ** 3
+    mask = valid & occupancy.reshape(-1)[cells]
+    ray_id, sample_id = mask.nonzero(as_tuple=True)
+    out_rgb = torch.ones(n, 3)
+    if len(ray_id) == 0:
+        zero = torch.zeros(n)
+        return {"rgb": out_rgb + 0 * field.sigma_net[0].bias.sum(), "alpha": zero, "depth": zero.clone()}
+    sigma, color = field(pts[ray_id, sample_id], t[ray_id])
+    tau = torch.zeros(n, s).index_put((ray_id, sample_id), sigma * step)
+    trans = torch.exp(-(torch.cumsum(tau, 1) - tau))
+    w = (trans * (1 - torch.exp(-tau)))
+    w_sel = w[ray_id, sample_id]
+    rgb = torch.zeros(n, 3).index_add(0, ray_id, w_sel[:, None] * color)
+    alpha = w.sum(1)
+    depth = (w * z).sum(1)
+    return {"rgb": rgb + (1 - alpha[:, None]), "alpha": alpha, "depth": depth}
+
+
+class DynamicNerf:
+    """A fitted dynamic NeRF: the field, the per-frame occupancy and the frames' times; all that
+    rendering and export need (no images)."""
+
+    def __init__(self, config: NerfConfig, bound: float, hull: torch.Tensor, times: torch.Tensor,
+                 seed: int = 0) -> None:
+        self.config, self.bound, self.hull = config, float(bound), hull
+        self.times = times.float()
+        f = len(self.times)
+        self.occupancy = hull.reshape(f, -1).clone()
+        self.step_size = cell_size(self.bound, config.hull_resolution)
+        self.field = KPlanesField(self.bound, config.resolutions, config.time_resolution or max(f, 2),
+                                  config.features, config.hidden, seed=seed)
+
+    @torch.no_grad()
+    def update_occupancy(self, frames: Sequence[int]) -> None:
+        """Keep the hull cells (dilated by one cell) whose density makes one step visible."""
+        res = self.config.hull_resolution
+        c = (torch.arange(res, dtype=torch.float32) + 0.5) / res * 2 * self.bound - self.bound
+        for fi in frames:
+            hull = self.hull[fi].reshape(-1)
+            idx = hull.nonzero()[:, 0]
+            ix, iy, iz = idx // (res * res), (idx // res) % res, idx % res
+            pts = torch.stack([c[ix], c[iy], c[iz]], -1)
+            t = self.times[fi].expand(len(pts))
+            sigma = torch.cat([self.field(pts[i:i + 262144], t[i:i + 262144], with_color=False)[0]
+                               for i in range(0, len(pts), 262144)] or [torch.zeros(0)])
+            keep = torch.zeros(res ** 3, dtype=torch.bool)
+            keep[idx] = (1 - torch.exp(-sigma * self.step_size)) > self.config.occupancy_alpha
+            keep = F.max_pool3d(keep.reshape(1, 1, res, res, res).float(), 3, 1, 1).reshape(-1) > 0.5
+            self.occupancy[fi] = keep & hull
+
+    def occupancy_at(self, t: float) -> torch.Tensor:
+        """(R^3,) occupancy at time t: the union of the two nearest fitted frames' grids
+        (the first frame's alone while the field is static)."""
+        times = self.times
+        if self.field.static or len(times) == 1:
+            return self.occupancy[0]
+        j = int(torch.searchsorted(times, torch.tensor(float(t))).clamp(1, len(times) - 1))
+        return self.occupancy[j - 1] | self.occupancy[j]
+
+    @torch.no_grad()
+    def render(self, c2w: torch.Tensor, intrinsics: Intrinsics, t: float) -> dict[str, torch.Tensor]:
+        """One OpenGL camera (4, 4) at time t -> rgb (H, W, 3) on white, alpha (H, W), depth (H, W)."""
+        o, d = camera_rays(c2w.reshape(1, 4, 4), intrinsics)
+        o, d = o.reshape(-1, 3), d.reshape(-1, 3)
+        occ = self.occupancy_at(t)[None]
+        n, chunk = len(o), self.config.render_chunk
+        tt = torch.full((n,), float(t))
+        zero = torch.zeros(n, dtype=torch.long)
+        parts = [render_rays(self.field, occ, o[i:i + chunk], d[i:i + chunk], tt[i:i + chunk], zero[i:i + chunk],
+                             self.step_size) for i in range(0, n, chunk)]
+        h, w = intrinsics.height, intrinsics.width
+        return {k: torch.cat([p[k] for p in parts]).reshape(h, w, *parts[0][k].shape[1:]) for k in parts[0]}
+
+    @torch.no_grad()
+    def density(self, points: torch.Tensor, t: float) -> torch.Tensor:
+        """Density at world points (P, 3) and time t (0 outside the occupied cells)."""
+        occ = self.occupancy_at(t)
+        keep = (points.abs() <= self.bound).all(-1)
+        keep &= occ[cell_index(points, self.bound, self.config.hull_resolution)]
+        out = torch.zeros(len(points))
+        if keep.any():
+            out[keep] = self.field(points[keep], torch.full((int(keep.sum()),), float(t)), with_color=False)[0]
+        return out
+
+    @torch.no_grad()
+    def color(self, points: torch.Tensor, t: float) -> torch.Tensor:
+        """Colour (P, 3) in [0, 1] at world points (P, 3) and time t."""
+        return self.field(points, torch.full((len(points),), float(t)))[1]
+
+    def state(self) -> dict[str, Any]:
+        return {"config": asdict(self.config), "bound": self.bound, "hull": self.hull.clone(),
+                "times": self.times.clone(), "occupancy": self.occupancy.clone(), "field": self.field.state_dict(),
+                "static": self.field.static}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> "DynamicNerf":
+        model = cls(NerfConfig.from_dict(state["config"]), state["bound"], state["hull"], state["times"])
+        model.field.load_state_dict(state["field"])
+        model.occupancy = state["occupancy"].clone()
+        model.field.static = bool(state["static"])
+        return model
+
+
+class NerfFitter(Fitter):
+    """Dynamic NeRF fitted to a :class:`FitData` (see the module docstring); ``model`` is the
+    :class:`DynamicNerf` being fitted."""
+
+    method = "nerf"
+
+    def __init__(self, data: FitData, config: NerfConfig | None = None, device: str = "cpu", seed: int = 0,
+                 hull: torch.Tensor | None = None, bound: float | None = None) -> None:
+        if str(device) != "cpu":
+            raise Sv4dError(f"the NeRF fitter runs on the CPU only (asked for {device!r})")
+        self.data, self.config, self.seed = data, config or NerfConfig(), seed
+        cfg = self.config
+        v, f, h, w = data.shape
+        if hull is None:
+            hull, bound = visual_hull(data, cfg.hull_resolution, bound, cfg.hull_dilate, cfg.hull_misses)
+        self.model = DynamicNerf(cfg, bound, hull, data.times, seed)
+        field = self.model.field
+        self.optimizer = torch.optim.Adam(
+            [{"params": field.plane_parameters(), "lr": cfg.lr},
+             {"params": field.mlp_parameters(), "lr": cfg.lr_mlp}], betas=(0.9, 0.99), eps=1e-15)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.stage = "dynamic"
+        o, d = camera_rays(data.c2w, data.intrinsics)
+        self.origins, self.dirs = o.reshape(v, -1, 3), d.reshape(v, -1, 3)
+        self._hw = h * w
+        # Pixels whose rays can meet the hull: the masks dilated one pixel beyond the carving.
+        cand = dilate(data.alpha > 0, cfg.hull_dilate + 1)  # (V, F, H, W)
+        self._candidates = [cand[:, fi].reshape(-1).nonzero()[:, 0] for fi in range(f)]
+        self._pool_key: tuple[int, ...] | None = None
+
+    def set_stage(self, stage: str) -> None:
+        if stage not in STAGES:
+            raise Sv4dError(f"unknown stage {stage!r}; use one of {STAGES}")
+        self.stage = stage
+        self.model.field.static = stage == "static"
+
+    def _lr_factor(self, step: int, progress: float) -> float:
+        cfg = self.config
+        if step < cfg.warmup:
+            return (step + 1) / cfg.warmup
+        p = min(1.0, max(0.0, progress))
+        return cfg.lr_final + (1 - cfg.lr_final) * 0.5 * (1 + math.cos(math.pi * p))
+
+    def _pool(self, frames: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(frame, flat view*pixel id) of every candidate ray of ``frames``."""
+        key = tuple(frames)
+        if key != self._pool_key:
+            ids = [self._candidates[fi] for fi in frames]
+            self._pool_frames = torch.cat([torch.full((len(c),), fi) for fi, c in zip(frames, ids)])
+            self._pool_ids = torch.cat(ids)
+            self._pool_key = key
+            if len(self._pool_ids) == 0:
+                raise Sv4dError("the chosen frames have empty object masks in every view")
+        return self._pool_frames, self._pool_ids
+
+    def train_step(self, step: int, frames: Sequence[int], progress: float) -> dict[str, float]:
+        cfg, data, field = self.config, self.data, self.model.field
+        pool_f, pool_ids = self._pool(frames)
+        pick = torch.randint(len(pool_ids), (cfg.rays,), generator=self.generator)
+        fi, flat = pool_f[pick], pool_ids[pick]
+        vi, pix = flat // self._hw, flat % self._hw
+        out = render_rays(field, self.model.occupancy, self.origins[vi, pix], self.dirs[vi, pix], data.times[fi], fi,
+                          self.model.step_size, self.generator)
+        w = data.shape[3]
+        py, px = pix // w, pix % w
+        gt_rgb, gt_a = data.rgb[vi, fi, py, px], data.alpha[vi, fi, py, px]
+        wgt = data.weight[vi, fi, py, px] if data.weight is not None else torch.ones_like(gt_a)
+        rgb_loss = (wgt[:, None] * (out["rgb"] - gt_rgb) ** 2).mean()
+        alpha_loss = (wgt * (out["alpha"] - gt_a) ** 2).mean()
+        reg = field.regularisers()
+        loss = (rgb_loss + cfg.alpha_weight * alpha_loss + cfg.tv_weight * reg["tv"]
+                + cfg.time_smooth_weight * reg["time_smooth"] + cfg.time_l1_weight * reg["time_l1"])
+        factor = self._lr_factor(step, progress)
+        for group, base in zip(self.optimizer.param_groups, (cfg.lr, cfg.lr_mlp)):
+            group["lr"] = base * factor
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        if step >= cfg.occupancy_start and (step - cfg.occupancy_start) % cfg.occupancy_every == 0:
+            self.model.update_occupancy(frames)
+        with torch.no_grad():
+            psnr = -10 * torch.log10(((out["rgb"] - gt_rgb) ** 2).mean().clamp_min(1e-10))
+        return {"loss": loss.item(), "rgb": rgb_loss.item(), "alpha": alpha_loss.item(), "psnr": psnr.item()}
+
+    def render(self, c2w: torch.Tensor, intrinsics: Intrinsics, t: float) -> dict[str, torch.Tensor]:
+        return self.model.render(c2w, intrinsics, t)
+
+    def state(self) -> dict[str, Any]:
+        return {"model": self.model.state(), "optimizer": self.optimizer.state_dict(),
+                "generator": self.generator.get_state(), "stage": self.stage}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        m = state["model"]
+        self.model.field.load_state_dict(m["field"])
+        self.model.occupancy = m["occupancy"].clone()
+        self.model.hull = m["hull"].clone()
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.generator.set_state(state["generator"])
+        self.set_stage(state["stage"])

@@ -1,0 +1,67 @@
+"""An analytic moving object for the fit tests: a sphere of radius 0.25 that slides along +X
+over time, coloured by its surface normal, seen by orbit cameras at distance 2."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from sv4d.fit.data import FitData, camera_rays
+from sv4d.io.multiview import Intrinsics, View, orbit_angles, orbit_c2w, write_multiview
+
+RADIUS = 0.25
+DISTANCE = 2.0
+
+
+def centre(t: float) -> torch.Tensor:
+    return torch.tensor([-0.15 + 0.3 * t, 0.0, 0.0])
+
+
+def render_sphere(c2w: torch.Tensor, intr: Intrinsics, t: float, supersample: int = 2
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """rgb over white (H, W, 3) and coverage alpha (H, W), supersampled."""
+    big = intr.scaled(intr.width * supersample, intr.height * supersample)
+    o, d = camera_rays(c2w[None], big)
+    o, d = o[0], d[0]
+    oc = o - centre(t)
+    b = (oc * d).sum(-1)
+    c = (oc * oc).sum(-1) - RADIUS ** 2
+    disc = b * b - c
+    hit = disc > 0
+    dist = -b - disc.clamp_min(0).sqrt()
+    n = (oc + d * dist[..., None]) / RADIUS
+    color = 0.15 + 0.7 * (n + 1) / 2
+    rgb = torch.where(hit[..., None], color, torch.ones_like(color))
+    a = hit.float()
+    pool = torch.nn.functional.avg_pool2d
+    rgb = pool(rgb.permute(2, 0, 1)[None], supersample)[0].permute(1, 2, 0)
+    a = pool(a[None, None], supersample)[0, 0]
+    return rgb.contiguous(), a.contiguous()
+
+
+def scene(azimuths=(0, 60, 120, 180, 240, 300), elevations=None, frames: int = 3, size: int = 32) -> FitData:
+    elevations = elevations or [0.0] * len(azimuths)
+    intr = Intrinsics.from_fov(40.0, size)
+    c2w = torch.from_numpy(np.stack([orbit_c2w(a, e, DISTANCE) for a, e in zip(azimuths, elevations)])).float()
+    times = torch.linspace(0, 1, frames) if frames > 1 else torch.zeros(1)
+    rgb = torch.zeros(len(azimuths), frames, size, size, 3)
+    alpha = torch.zeros(len(azimuths), frames, size, size)
+    for v in range(len(azimuths)):
+        for f in range(frames):
+            rgb[v, f], alpha[v, f] = render_sphere(c2w[v], intr, float(times[f]))
+    return FitData(rgb=rgb, alpha=alpha, c2w=c2w, intrinsics=intr, times=times, views=list(range(len(azimuths))),
+                   frames=list(range(frames)), azimuth_deg=np.asarray(azimuths, float),
+                   elevation_deg=np.asarray(elevations, float), source="synthetic")
+
+
+def write_scene(path, data: FitData) -> None:
+    """Write the scene as a multi-view set folder (straight-alpha RGBA)."""
+    a = data.alpha[..., None]
+    straight = torch.where(a > 0, (data.rgb - (1 - a)) / a.clamp_min(1e-6), torch.zeros_like(data.rgb)).clamp(0, 1)
+    rgba = (torch.cat([straight, a], -1).numpy() * 255 + 0.5).astype(np.uint8)
+    views = [View(index=i, c2w=data.c2w[i].double().numpy(), dir=f"view_{i:02d}",
+                  azimuth_deg=float(orbit_angles(data.c2w[i].double().numpy())[0]),
+                  elevation_deg=float(orbit_angles(data.c2w[i].double().numpy())[1]))
+             for i in range(len(data.views))]
+    write_multiview(path, intrinsics=data.intrinsics, views=views, times=data.times.double().numpy() * 0.5,
+                    rgba=rgba, camera_distance=DISTANCE)
