@@ -73,7 +73,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     if args.frame_strides is not None:
         schedule["frame_strides"] = tuple(args.frame_strides)
     opts = FitOptions(method=args.method, views=args.views, frames=args.frames, resolution=args.resolution,
-                      steps=args.steps, minutes=args.minutes or 0.0, seed=args.seed,
+                      steps=args.steps, minutes=args.minutes or 0.0, seed=args.seed, device=args.device,
                       settings=_key_values(args.set_options, "--set"), schedule=schedule,
                       visibility=args.visibility, reference_views=args.reference_views,
                       orbit_frames=args.orbit_frames, orbit_elevation=args.orbit_elevation, videos=not args.no_videos)
@@ -152,6 +152,7 @@ def add_fit_commands(sub: "argparse._SubParsersAction") -> None:
     f.add_argument("--set", dest="set_options", action="append", default=[], metavar="KEY=VALUE",
                    help="a method setting (NerfConfig / GaussianConfig field), value in JSON; repeatable")
     f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--device", default="cpu", help="torch device (cpu, cuda); Gaussians use gsplat on CUDA when installed")
     f.add_argument("--orbit-frames", type=_positive(int), default=72, help="frames of OUT/orbit.mp4")
     f.add_argument("--orbit-elevation", type=float, default=10.0, help="elevation of OUT/orbit.mp4 (degrees)")
     f.add_argument("--no-videos", action="store_true", help="skip orbit.mp4 and train_views.mp4")

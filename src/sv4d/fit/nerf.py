@@ -93,23 +93,25 @@ def render_rays(field: KPlanesField, occupancy: torch.Tensor, o: torch.Tensor, d
     bound = field.bound
     near, far = ray_box(o, d, bound)
     s = diag_samples(bound, step)
-    offs = torch.rand(n, 1, generator=jitter) if jitter is not None else torch.full((n, 1), 0.5)
-    z = near[:, None] + (torch.arange(s, dtype=o.dtype) + offs) * step  # (N, S)
+    dev = o.device
+    offs = (torch.rand(n, 1, generator=jitter).to(dev) if jitter is not None
+            else torch.full((n, 1), 0.5, device=dev))
+    z = near[:, None] + (torch.arange(s, dtype=o.dtype, device=dev) + offs) * step  # (N, S)
     valid = z < far[:, None]
     pts = o[:, None] + d[:, None] * z[..., None]
     cells = cell_index(pts, bound, res) + grid_index[:, None] * res ** 3
     mask = valid & occupancy.reshape(-1)[cells]
     ray_id, sample_id = mask.nonzero(as_tuple=True)
-    out_rgb = torch.ones(n, 3)
+    out_rgb = torch.ones(n, 3, device=dev)
     if len(ray_id) == 0:
-        zero = torch.zeros(n)
+        zero = torch.zeros(n, device=dev)
         return {"rgb": out_rgb + 0 * field.sigma_net[0].bias.sum(), "alpha": zero, "depth": zero.clone()}
     sigma, color = field(pts[ray_id, sample_id], t[ray_id])
-    tau = torch.zeros(n, s).index_put((ray_id, sample_id), sigma * step)
+    tau = torch.zeros(n, s, device=dev).index_put((ray_id, sample_id), sigma * step)
     trans = torch.exp(-(torch.cumsum(tau, 1) - tau))
     w = (trans * (1 - torch.exp(-tau)))
     w_sel = w[ray_id, sample_id]
-    rgb = torch.zeros(n, 3).index_add(0, ray_id, w_sel[:, None] * color)
+    rgb = torch.zeros(n, 3, device=dev).index_add(0, ray_id, w_sel[:, None] * color)
     alpha = w.sum(1)
     depth = (w * z).sum(1)
     return {"rgb": rgb + (1 - alpha[:, None]), "alpha": alpha, "depth": depth}
@@ -130,20 +132,21 @@ class DynamicNerf:
     rendering and export need (no images)."""
 
     def __init__(self, config: NerfConfig, bound: float, hull: torch.Tensor, times: torch.Tensor,
-                 seed: int = 0) -> None:
-        self.config, self.bound, self.hull = config, float(bound), hull
-        self.times = times.float()
+                 seed: int = 0, device: str | torch.device = "cpu") -> None:
+        self.device = torch.device(device)
+        self.config, self.bound, self.hull = config, float(bound), hull.to(self.device)
+        self.times = times.float().to(self.device)
         f = len(self.times)
-        self.occupancy = hull.reshape(f, -1).clone()
+        self.occupancy = self.hull.reshape(f, -1).clone()
         self.step_size = cell_size(self.bound, config.hull_resolution)
         self.field = KPlanesField(self.bound, config.resolutions, config.time_resolution or max(f, 2),
-                                  config.features, config.hidden, seed=seed)
+                                  config.features, config.hidden, seed=seed).to(self.device)
 
     @torch.no_grad()
     def update_occupancy(self, frames: Sequence[int]) -> None:
         """Keep the hull cells (dilated by one cell) whose density makes one step visible."""
         res = self.config.hull_resolution
-        c = (torch.arange(res, dtype=torch.float32) + 0.5) / res * 2 * self.bound - self.bound
+        c = (torch.arange(res, dtype=torch.float32, device=self.device) + 0.5) / res * 2 * self.bound - self.bound
         for fi in frames:
             hull = self.hull[fi].reshape(-1)
             idx = hull.nonzero()[:, 0]
@@ -151,8 +154,8 @@ class DynamicNerf:
             pts = torch.stack([c[ix], c[iy], c[iz]], -1)
             t = self.times[fi].expand(len(pts))
             sigma = torch.cat([self.field(pts[i:i + 262144], t[i:i + 262144], with_color=False)[0]
-                               for i in range(0, len(pts), 262144)] or [torch.zeros(0)])
-            keep = torch.zeros(res ** 3, dtype=torch.bool)
+                               for i in range(0, len(pts), 262144)] or [torch.zeros(0, device=self.device)])
+            keep = torch.zeros(res ** 3, dtype=torch.bool, device=self.device)
             keep[idx] = (1 - torch.exp(-sigma * self.step_size)) > self.config.occupancy_alpha
             keep = F.max_pool3d(keep.reshape(1, 1, res, res, res).float(), 3, 1, 1).reshape(-1) > 0.5
             self.occupancy[fi] = keep & hull
@@ -163,49 +166,52 @@ class DynamicNerf:
         times = self.times
         if self.field.static or len(times) == 1:
             return self.occupancy[0]
-        j = int(torch.searchsorted(times, torch.tensor(float(t))).clamp(1, len(times) - 1))
+        j = int(torch.searchsorted(times.cpu(), torch.tensor(float(t))).clamp(1, len(times) - 1))
         return self.occupancy[j - 1] | self.occupancy[j]
 
     @torch.no_grad()
     def render(self, c2w: torch.Tensor, intrinsics: Intrinsics, t: float) -> dict[str, torch.Tensor]:
         """One OpenGL camera (4, 4) at time t -> rgb (H, W, 3) on white, alpha (H, W), depth (H, W)."""
-        o, d = camera_rays(c2w.reshape(1, 4, 4), intrinsics)
-        o, d = o.reshape(-1, 3), d.reshape(-1, 3)
+        o, d = camera_rays(c2w.cpu().reshape(1, 4, 4), intrinsics)
+        o, d = o.reshape(-1, 3).to(self.device), d.reshape(-1, 3).to(self.device)
         occ = self.occupancy_at(t)[None]
         n, chunk = len(o), self.config.render_chunk
-        tt = torch.full((n,), float(t))
-        zero = torch.zeros(n, dtype=torch.long)
+        tt = torch.full((n,), float(t), device=self.device)
+        zero = torch.zeros(n, dtype=torch.long, device=self.device)
         parts = [render_rays(self.field, occ, o[i:i + chunk], d[i:i + chunk], tt[i:i + chunk], zero[i:i + chunk],
                              self.step_size) for i in range(0, n, chunk)]
         h, w = intrinsics.height, intrinsics.width
-        return {k: torch.cat([p[k] for p in parts]).reshape(h, w, *parts[0][k].shape[1:]) for k in parts[0]}
+        return {k: torch.cat([p[k] for p in parts]).reshape(h, w, *parts[0][k].shape[1:]).cpu() for k in parts[0]}
 
     @torch.no_grad()
     def density(self, points: torch.Tensor, t: float) -> torch.Tensor:
         """Density at world points (P, 3) and time t (0 outside the occupied cells)."""
+        points = points.to(self.device)
         occ = self.occupancy_at(t)
         keep = (points.abs() <= self.bound).all(-1)
         keep &= occ[cell_index(points, self.bound, self.config.hull_resolution)]
-        out = torch.zeros(len(points))
+        out = torch.zeros(len(points), device=self.device)
         if keep.any():
-            out[keep] = self.field(points[keep], torch.full((int(keep.sum()),), float(t)), with_color=False)[0]
-        return out
+            n = int(keep.sum())
+            out[keep] = self.field(points[keep], torch.full((n,), float(t), device=self.device), with_color=False)[0]
+        return out.cpu()
 
     @torch.no_grad()
     def color(self, points: torch.Tensor, t: float) -> torch.Tensor:
         """Colour (P, 3) in [0, 1] at world points (P, 3) and time t."""
-        return self.field(points, torch.full((len(points),), float(t)))[1]
+        points = points.to(self.device)
+        return self.field(points, torch.full((len(points),), float(t), device=self.device))[1].cpu()
 
     def state(self) -> dict[str, Any]:
         """Field weights, packed occupancy bits and times (the hull is the data's, rebuilt on resume)."""
         return {"config": asdict(self.config), "bound": self.bound, "times": self.times.clone(),
-                "occupancy": pack_bits(self.occupancy), "field": self.field.state_dict(), "static": self.field.static}
+                "occupancy": pack_bits(self.occupancy.cpu()), "field": self.field.state_dict(), "static": self.field.static}
 
     @classmethod
-    def from_state(cls, state: dict[str, Any]) -> "DynamicNerf":
+    def from_state(cls, state: dict[str, Any], device: str | torch.device = "cpu") -> "DynamicNerf":
         config = NerfConfig.from_dict(state["config"])
         occupancy = unpack_bits(state["occupancy"], (len(state["times"]), config.hull_resolution ** 3))
-        model = cls(config, state["bound"], occupancy, state["times"])
+        model = cls(config, state["bound"], occupancy, state["times"], device=device)
         model.field.load_state_dict(state["field"])
         model.field.static = bool(state["static"])
         return model
@@ -219,14 +225,15 @@ class NerfFitter(Fitter):
 
     def __init__(self, data: FitData, config: NerfConfig | None = None, device: str = "cpu", seed: int = 0,
                  hull: torch.Tensor | None = None, bound: float | None = None) -> None:
-        if str(device) != "cpu":
-            raise Sv4dError(f"the NeRF fitter runs on the CPU only (asked for {device!r})")
+        self.device = torch.device(device)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise Sv4dError("CUDA was asked for but torch sees no CUDA device")
         self.data, self.config, self.seed = data, config or NerfConfig(), seed
         cfg = self.config
         v, f, h, w = data.shape
         if hull is None:
             hull, bound = visual_hull(data, cfg.hull_resolution, bound, cfg.hull_dilate, cfg.hull_misses)
-        self.model = DynamicNerf(cfg, bound, hull, data.times, seed)
+        self.model = DynamicNerf(cfg, bound, hull, data.times, seed, self.device)
         field = self.model.field
         self.optimizer = torch.optim.Adam(
             [{"params": field.plane_parameters(), "lr": cfg.lr},
@@ -234,7 +241,10 @@ class NerfFitter(Fitter):
         self.generator = torch.Generator().manual_seed(seed)
         self.stage = "dynamic"
         o, d = camera_rays(data.c2w, data.intrinsics)
-        self.origins, self.dirs = o.reshape(v, -1, 3), d.reshape(v, -1, 3)
+        dev = self.device
+        self.origins, self.dirs = o.reshape(v, -1, 3).to(dev), d.reshape(v, -1, 3).to(dev)
+        self._rgb, self._alpha = data.rgb.to(dev), data.alpha.to(dev)
+        self._times = data.times.to(dev)
         self._hw = h * w
         # Pixels whose rays can meet the hull: the masks dilated one pixel beyond the carving.
         cand = dilate(data.alpha > 0, cfg.hull_dilate + 1)  # (V, F, H, W)
@@ -270,14 +280,14 @@ class NerfFitter(Fitter):
         cfg, data, field = self.config, self.data, self.model.field
         pool_f, pool_ids = self._pool(frames)
         pick = torch.randint(len(pool_ids), (cfg.rays,), generator=self.generator)
-        fi, flat = pool_f[pick], pool_ids[pick]
+        fi, flat = pool_f[pick].to(self.device), pool_ids[pick].to(self.device)
         vi, pix = flat // self._hw, flat % self._hw
-        out = render_rays(field, self.model.occupancy, self.origins[vi, pix], self.dirs[vi, pix], data.times[fi], fi,
+        out = render_rays(field, self.model.occupancy, self.origins[vi, pix], self.dirs[vi, pix], self._times[fi], fi,
                           self.model.step_size, self.generator)
         w = data.shape[3]
         py, px = pix // w, pix % w
-        gt_rgb, gt_a = data.rgb[vi, fi, py, px], data.alpha[vi, fi, py, px]
-        wgt = data.weight[vi, fi, py, px] if data.weight is not None else torch.ones_like(gt_a)
+        gt_rgb, gt_a = self._rgb[vi, fi, py, px], self._alpha[vi, fi, py, px]
+        wgt = (data.weight.to(self.device)[vi, fi, py, px] if data.weight is not None else torch.ones_like(gt_a))
         rgb_loss = (wgt[:, None] * (out["rgb"] - gt_rgb) ** 2).mean()
         alpha_loss = (wgt * (out["alpha"] - gt_a) ** 2).mean()
         loss = rgb_loss + cfg.alpha_weight * alpha_loss
@@ -307,7 +317,7 @@ class NerfFitter(Fitter):
     def load_state(self, state: dict[str, Any]) -> None:
         m = state["model"]
         self.model.field.load_state_dict(m["field"])
-        self.model.occupancy = unpack_bits(m["occupancy"], tuple(self.model.occupancy.shape))
+        self.model.occupancy = unpack_bits(m["occupancy"], tuple(self.model.occupancy.shape)).to(self.device)
         self.optimizer.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generator"])
         self.set_stage(state["stage"])

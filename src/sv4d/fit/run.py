@@ -42,6 +42,7 @@ class FitOptions:
     steps: int = 3000
     minutes: float = 0.0
     seed: int = 0
+    device: str = "cpu"
     settings: dict[str, Any] = field(default_factory=dict)   # method settings (NerfConfig / GaussianConfig)
     schedule: dict[str, Any] = field(default_factory=dict)   # Schedule fields other than steps/minutes
     visibility: str = "auto"
@@ -63,14 +64,15 @@ def _method_classes(method: str):
     raise Sv4dError(f"unknown method {method!r}; use one of {METHODS}")
 
 
-def make_fitter(method: str, data: FitData, settings: dict[str, Any] | None = None, seed: int = 0) -> Fitter:
+def make_fitter(method: str, data: FitData, settings: dict[str, Any] | None = None, seed: int = 0,
+                device: str = "cpu") -> Fitter:
     config_cls, fitter_cls = _method_classes(method)
     names = set(config_cls.__dataclass_fields__)
     unknown = sorted(set(settings or {}) - names)
     if unknown:
         raise Sv4dError(f"unknown {method} setting(s) {unknown}; known: {sorted(names)}")
     config = config_cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in (settings or {}).items()})
-    return fitter_cls(data, config, seed=seed)
+    return fitter_cls(data, config, device=device, seed=seed)
 
 
 def load_fitted(path: str | os.PathLike) -> tuple[Renderable, dict[str, Any]]:
@@ -153,7 +155,7 @@ def fit_set(source: str | os.PathLike, out: str | os.PathLike, opts: FitOptions,
     distance = float(data.c2w[:, :3, 3].norm(dim=-1).mean())
     meta = _meta(data, FitOptions(**{**asdict(opts), "settings": settings}), np.asarray(s.times), distance, generated)
     schedule = Schedule(steps=opts.steps, minutes=opts.minutes, **opts.schedule)
-    fitter = make_fitter(opts.method, data, settings, opts.seed)
+    fitter = make_fitter(opts.method, data, settings, opts.seed, opts.device)
     start_step, start_elapsed, fired = 0, 0.0, []
     if ckpt.exists() and resume:
         blob = load_checkpoint(ckpt)
