@@ -82,11 +82,14 @@ def cell_index(x: torch.Tensor, bound: float, res: int) -> torch.Tensor:
 
 def render_rays(field: KPlanesField, occupancy: torch.Tensor, o: torch.Tensor, d: torch.Tensor,
                 t: torch.Tensor, grid_index: torch.Tensor, step: float, jitter: torch.Generator | None = None,
-                ) -> dict[str, torch.Tensor]:
+                stop_transmittance: float = 1e-3, segment: int = 24) -> dict[str, torch.Tensor]:
     """Volume-render rays on white.
 
     occupancy: (G, R^3) bool (flattened cells); grid_index: (N,) which grid each ray uses;
     o, d: (N, 3) origins and unit directions; t: (N,) times in [0, 1]; step: sample spacing.
+    Rays are marched ``segment`` samples at a time and stop once their transmittance falls
+    below ``stop_transmittance`` (with gradients on, a density-only pass finds where each ray
+    stops and only the samples before that are rendered with gradients).
     Returns rgb (N, 3), alpha (N,), depth (N,) (0 where nothing is hit)."""
     n = len(o)
     res = round(occupancy.shape[1] ** (1 / 3))
@@ -101,20 +104,43 @@ def render_rays(field: KPlanesField, occupancy: torch.Tensor, o: torch.Tensor, d
     pts = o[:, None] + d[:, None] * z[..., None]
     cells = cell_index(pts, bound, res) + grid_index[:, None] * res ** 3
     mask = valid & occupancy.reshape(-1)[cells]
+    grad = torch.is_grad_enabled()
+    with torch.no_grad():
+        trans = torch.ones(n, device=dev)
+        rgb = torch.zeros(n, 3, device=dev)
+        depth = torch.zeros(n, device=dev)
+        for s0 in range(0, s, segment):
+            m = mask[:, s0:s0 + segment]
+            m &= (trans > stop_transmittance)[:, None]  # also trims ``mask`` for the gradient pass
+            r, k = m.nonzero(as_tuple=True)
+            if len(r) == 0:
+                if not bool((trans > stop_transmittance).any()):
+                    mask[:, s0 + segment:] = False
+                    break
+                continue
+            sig, col = field(pts[r, s0 + k], t[r], with_color=not grad)
+            tau = torch.zeros(n, m.shape[1], device=dev).index_put((r, k), sig * step)
+            if not grad:
+                tr = trans[:, None] * torch.exp(-(torch.cumsum(tau, 1) - tau))
+                w = tr * (1 - torch.exp(-tau))
+                rgb.index_add_(0, r, w[r, k][:, None] * col)
+                depth += (w * z[:, s0:s0 + m.shape[1]]).sum(1)
+            trans = trans * torch.exp(-tau.sum(1))
+    if not grad:
+        alpha = 1 - trans
+        return {"rgb": rgb + trans[:, None], "alpha": alpha, "depth": depth}
     ray_id, sample_id = mask.nonzero(as_tuple=True)
-    out_rgb = torch.ones(n, 3, device=dev)
     if len(ray_id) == 0:
         zero = torch.zeros(n, device=dev)
-        return {"rgb": out_rgb + 0 * field.sigma_net[0].bias.sum(), "alpha": zero, "depth": zero.clone()}
+        return {"rgb": torch.ones(n, 3, device=dev) + 0 * field.sigma_net[0].bias.sum(), "alpha": zero,
+                "depth": zero.clone()}
     sigma, color = field(pts[ray_id, sample_id], t[ray_id])
     tau = torch.zeros(n, s, device=dev).index_put((ray_id, sample_id), sigma * step)
-    trans = torch.exp(-(torch.cumsum(tau, 1) - tau))
-    w = (trans * (1 - torch.exp(-tau)))
-    w_sel = w[ray_id, sample_id]
-    rgb = torch.zeros(n, 3, device=dev).index_add(0, ray_id, w_sel[:, None] * color)
+    tr = torch.exp(-(torch.cumsum(tau, 1) - tau))
+    w = tr * (1 - torch.exp(-tau))
+    rgb = torch.zeros(n, 3, device=dev).index_add(0, ray_id, w[ray_id, sample_id][:, None] * color)
     alpha = w.sum(1)
-    depth = (w * z).sum(1)
-    return {"rgb": rgb + (1 - alpha[:, None]), "alpha": alpha, "depth": depth}
+    return {"rgb": rgb + (1 - alpha[:, None]), "alpha": alpha, "depth": (w * z).sum(1)}
 
 
 def pack_bits(mask: torch.Tensor) -> torch.Tensor:
