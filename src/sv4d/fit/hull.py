@@ -11,7 +11,6 @@ outside that many views' masks and still count.
 
 from __future__ import annotations
 
-import math
 
 import torch
 import torch.nn.functional as F
@@ -86,15 +85,5 @@ def visual_hull(data: FitData, resolution: int = 128, bound: float | None = None
     return hull, bound
 
 
-def mean_cell_fraction(hull: torch.Tensor) -> float:
-    """Share of the box the hull occupies, averaged over frames (for logs)."""
-    return float(hull.float().mean())
-
-
 def cell_size(bound: float, resolution: int) -> float:
     return 2 * bound / resolution
-
-
-def diag_samples(bound: float, step: float) -> int:
-    """Samples a ray needs to cross the box's diagonal at ``step`` spacing."""
-    return int(math.ceil(2 * math.sqrt(3) * bound / step)) + 1

@@ -26,7 +26,7 @@ from ..io.multiview import Intrinsics
 from .base import STAGES, Fitter
 from .data import FitData, camera_rays
 from .field import KPlanesField
-from .hull import cell_size, diag_samples, dilate, visual_hull
+from .hull import cell_size, dilate, visual_hull
 
 
 @dataclass(frozen=True)
@@ -65,13 +65,35 @@ class NerfConfig:
         return cls(**d)
 
 
-def ray_box(o: torch.Tensor, d: torch.Tensor, bound: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Entry and exit distances of rays (N, 3) through the box [-bound, bound]^3 (far < near: miss)."""
+def ray_box(o: torch.Tensor, d: torch.Tensor, lo: torch.Tensor | float, hi: torch.Tensor | float | None = None
+            ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Entry and exit distances of rays (N, 3) through the box [lo, hi] (a float ``lo`` alone:
+    the cube [-lo, lo]^3); far <= near means a miss."""
+    if hi is None:
+        lo, hi = -lo, lo
     inv = 1.0 / torch.where(d.abs() < 1e-9, torch.full_like(d, 1e-9), d)
-    t0, t1 = (-bound - o) * inv, (bound - o) * inv
+    t0, t1 = (lo - o) * inv, (hi - o) * inv
     near = torch.minimum(t0, t1).amax(-1).clamp_min(0.0)
     far = torch.maximum(t0, t1).amin(-1)
     return near, far
+
+
+def occupied_box(occupancy: torch.Tensor, bound: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The world box (lo (3,), hi (3,)) around every occupied cell of (G, R^3) grids."""
+    res = round(occupancy.shape[-1] ** (1 / 3))
+    cube = occupancy.reshape(-1, res, res, res).any(0)
+    if not bool(cube.any()):
+        z = torch.zeros(3, device=occupancy.device)
+        return z, z
+    ext = []
+    for axis in range(3):
+        other = tuple(a for a in range(3) if a != axis)
+        idx = cube.any(dim=other).nonzero()[:, 0]
+        ext.append((int(idx[0]), int(idx[-1]) + 1))
+    cell = 2 * bound / res
+    lo = torch.tensor([-bound + a * cell for a, _ in ext], device=occupancy.device)
+    hi = torch.tensor([-bound + b * cell for _, b in ext], device=occupancy.device)
+    return lo, hi
 
 
 def cell_index(x: torch.Tensor, bound: float, res: int) -> torch.Tensor:
@@ -82,24 +104,29 @@ def cell_index(x: torch.Tensor, bound: float, res: int) -> torch.Tensor:
 
 def render_rays(field: KPlanesField, occupancy: torch.Tensor, o: torch.Tensor, d: torch.Tensor,
                 t: torch.Tensor, grid_index: torch.Tensor, step: float, jitter: torch.Generator | None = None,
-                stop_transmittance: float = 1e-3, segment: int = 24) -> dict[str, torch.Tensor]:
+                stop_transmittance: float = 1e-3, segment: int = 24,
+                box: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
     """Volume-render rays on white.
 
     occupancy: (G, R^3) bool (flattened cells); grid_index: (N,) which grid each ray uses;
     o, d: (N, 3) origins and unit directions; t: (N,) times in [0, 1]; step: sample spacing.
-    Rays are marched ``segment`` samples at a time and stop once their transmittance falls
+    Only rays that meet ``box`` (lo, hi), by default the box around every occupied cell, are
+    sampled, from where they enter it. Rays are marched ``segment`` samples at a time and stop once their transmittance falls
     below ``stop_transmittance`` (with gradients on, a density-only pass finds where each ray
     stops and only the samples before that are rendered with gradients).
     Returns rgb (N, 3), alpha (N,), depth (N,) (0 where nothing is hit)."""
-    n = len(o)
+    n_all, dev = len(o), o.device
     res = round(occupancy.shape[1] ** (1 / 3))
     bound = field.bound
-    near, far = ray_box(o, d, bound)
-    s = diag_samples(bound, step)
-    dev = o.device
-    offs = (torch.rand(n, 1, generator=jitter).to(dev) if jitter is not None
-            else torch.full((n, 1), 0.5, device=dev))
-    z = near[:, None] + (torch.arange(s, dtype=o.dtype, device=dev) + offs) * step  # (N, S)
+    offs_all = (torch.rand(n_all, 1, generator=jitter).to(dev) if jitter is not None
+                else torch.full((n_all, 1), 0.5, device=dev))
+    lo, hi = occupied_box(occupancy, bound) if box is None else box
+    near, far = ray_box(o, d, lo, hi)
+    rays = (far > near).nonzero()[:, 0]  # only rays that meet the occupied box are marched
+    o, d, t, grid_index, near, far = o[rays], d[rays], t[rays], grid_index[rays], near[rays], far[rays]
+    n = len(rays)
+    s = max(1, int(math.ceil(float((hi - lo).norm()) / step)) + 1)
+    z = near[:, None] + (torch.arange(s, dtype=o.dtype, device=dev) + offs_all[rays]) * step  # (N, S)
     valid = z < far[:, None]
     pts = o[:, None] + d[:, None] * z[..., None]
     cells = cell_index(pts, bound, res) + grid_index[:, None] * res ** 3
@@ -127,20 +154,27 @@ def render_rays(field: KPlanesField, occupancy: torch.Tensor, o: torch.Tensor, d
                 depth += (w * z[:, s0:s0 + m.shape[1]]).sum(1)
             trans = trans * torch.exp(-tau.sum(1))
     if not grad:
-        alpha = 1 - trans
-        return {"rgb": rgb + trans[:, None], "alpha": alpha, "depth": depth}
+        return _scatter(n_all, rays, rgb + trans[:, None], 1 - trans, depth)
     ray_id, sample_id = mask.nonzero(as_tuple=True)
     if len(ray_id) == 0:
-        zero = torch.zeros(n, device=dev)
-        return {"rgb": torch.ones(n, 3, device=dev) + 0 * field.sigma_net[0].bias.sum(), "alpha": zero,
-                "depth": zero.clone()}
+        zero = torch.zeros(n, device=dev) + 0 * field.sigma_net[0].bias.sum()
+        return _scatter(n_all, rays, torch.ones(n, 3, device=dev) + zero[:, None], zero, zero)
     sigma, color = field(pts[ray_id, sample_id], t[ray_id])
     tau = torch.zeros(n, s, device=dev).index_put((ray_id, sample_id), sigma * step)
     tr = torch.exp(-(torch.cumsum(tau, 1) - tau))
     w = tr * (1 - torch.exp(-tau))
     rgb = torch.zeros(n, 3, device=dev).index_add(0, ray_id, w[ray_id, sample_id][:, None] * color)
     alpha = w.sum(1)
-    return {"rgb": rgb + (1 - alpha[:, None]), "alpha": alpha, "depth": (w * z).sum(1)}
+    return _scatter(n_all, rays, rgb + (1 - alpha[:, None]), alpha, (w * z).sum(1))
+
+
+def _scatter(n: int, rays: torch.Tensor, rgb: torch.Tensor, alpha: torch.Tensor, depth: torch.Tensor
+             ) -> dict[str, torch.Tensor]:
+    """Results of the marched rays into all n rays (the others: white, empty)."""
+    dev = rgb.device
+    return {"rgb": torch.ones(n, 3, device=dev, dtype=rgb.dtype).index_put((rays,), rgb),
+            "alpha": torch.zeros(n, device=dev, dtype=alpha.dtype).index_put((rays,), alpha),
+            "depth": torch.zeros(n, device=dev, dtype=depth.dtype).index_put((rays,), depth)}
 
 
 def pack_bits(mask: torch.Tensor) -> torch.Tensor:
@@ -185,6 +219,13 @@ class DynamicNerf:
             keep[idx] = (1 - torch.exp(-sigma * self.step_size)) > self.config.occupancy_alpha
             keep = F.max_pool3d(keep.reshape(1, 1, res, res, res).float(), 3, 1, 1).reshape(-1) > 0.5
             self.occupancy[fi] = keep & hull
+        self._box = None
+
+    def box(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The box around the occupied cells of every frame (cached until the occupancy changes)."""
+        if getattr(self, "_box", None) is None:
+            self._box = occupied_box(self.occupancy, self.bound)
+        return self._box
 
     def occupancy_at(self, t: float) -> torch.Tensor:
         """(R^3,) occupancy at time t: the union of the two nearest fitted frames' grids
@@ -309,7 +350,7 @@ class NerfFitter(Fitter):
         fi, flat = pool_f[pick].to(self.device), pool_ids[pick].to(self.device)
         vi, pix = flat // self._hw, flat % self._hw
         out = render_rays(field, self.model.occupancy, self.origins[vi, pix], self.dirs[vi, pix], self._times[fi], fi,
-                          self.model.step_size, self.generator)
+                          self.model.step_size, self.generator, box=self.model.box())
         w = data.shape[3]
         py, px = pix // w, pix % w
         gt_rgb, gt_a = self._rgb[vi, fi, py, px], self._alpha[vi, fi, py, px]
@@ -344,6 +385,7 @@ class NerfFitter(Fitter):
         m = state["model"]
         self.model.field.load_state_dict(m["field"])
         self.model.occupancy = unpack_bits(m["occupancy"], tuple(self.model.occupancy.shape)).to(self.device)
+        self.model._box = None
         self.optimizer.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generator"])
         self.set_stage(state["stage"])

@@ -68,6 +68,12 @@ def render_like(checkpoint: str | os.PathLike, like: str | os.PathLike, out: str
     return out
 
 
+def fit_times(meta: dict) -> list[float]:
+    """The fitted frames' times in [0, 1], as the fit saw them."""
+    span = float(meta["time_span"]) or 1.0
+    return [(float(t) - float(meta["time_origin"])) / span for t in meta["times_s"]]
+
+
 def _frame_positions(frames: Sequence[int] | None, n: int) -> list[int]:
     if frames is None:
         return list(range(n))
@@ -95,7 +101,7 @@ def export_mesh(checkpoint: str | os.PathLike, out: str | os.PathLike | None = N
     meshes: list[Mesh] = []
     paths = []
     for fi in tqdm(positions, desc="export", unit="frame", disable=not progress):
-        t = float(model.times[fi])
+        t = fit_times(meta)[fi]
         mesh = mesh_from_field(lambda p: model.density(p, t), lambda p: model.color(p, t), model.bound,
                                resolution, level)
         meshes.append(mesh)
@@ -120,7 +126,7 @@ def export_ply(checkpoint: str | os.PathLike, out: str | os.PathLike | None = No
     out = Path(out) if out else Path(checkpoint).parent / "ply"
     paths = []
     for fi in tqdm(_frame_positions(frames, len(meta["frames"])), desc="export", unit="frame", disable=not progress):
-        g = model.gaussians_at(float(model.times[fi]))
+        g = model.gaussians_at(fit_times(meta)[fi])
         path = out / f"gaussians_frame_{meta['frames'][fi]:03d}.ply"
         write_gaussian_ply(path, g["means"], g["quats"], g["log_scales"], g["opacity_logits"], g["sh_dc"])
         paths.append(path)
