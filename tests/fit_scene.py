@@ -65,3 +65,17 @@ def write_scene(path, data: FitData) -> None:
              for i in range(len(data.views))]
     write_multiview(path, intrinsics=data.intrinsics, views=views, times=data.times.double().numpy() * 0.5,
                     rgba=rgba, camera_distance=DISTANCE)
+
+
+class SphereModel:
+    """The analytic scene as a renderable (exact depth: distance along the ray), for tests
+    that need a known surface."""
+
+    def render(self, c2w: torch.Tensor, intr: Intrinsics, t: float) -> dict[str, torch.Tensor]:
+        o, d = camera_rays(c2w[None], intr)
+        oc = o[0] - centre(t)
+        b = (oc * d[0]).sum(-1)
+        disc = b * b - ((oc * oc).sum(-1) - RADIUS ** 2)
+        hit = disc > 0
+        dist = torch.where(hit, -b - disc.clamp_min(0).sqrt(), torch.zeros_like(b))
+        return {"rgb": torch.ones(*hit.shape, 3), "alpha": hit.float(), "depth": dist}

@@ -124,3 +124,37 @@ class _nothing:
 
     def __exit__(self, *exc):
         return False
+
+
+def test_gaussian_fit_renders_and_exports_ply(sphere_set, tmp_path):
+    out = tmp_path / "gs"
+    assert main(["fit", str(sphere_set), "--method", "gaussians", "--views", "0-5", "--resolution", "32",
+                 "--steps", "60", "--orbit-frames", "4", "--set", "init_count=2000", "--set", "hull_resolution=32",
+                 "--out", str(out), "-q"]) == 0
+    s = json.loads((out / "fit.json").read_text())
+    assert s["method"] == "gaussians" and s["training_views"]["psnr"] > 20
+    assert main(["export", str(out / "checkpoint.pt"), "--ply", "--frames", "0,2", "--out", str(tmp_path / "ply"),
+                 "-q"]) == 0
+    ply = plyfile.PlyData.read(str(tmp_path / "ply" / "gaussians_frame_002.ply"))
+    names = [p.name for p in ply["vertex"].properties]
+    assert names[:9] == ["x", "y", "z", "nx", "ny", "nz", "f_dc_0", "f_dc_1", "f_dc_2"]
+    assert names[-8:] == ["opacity", "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3"]
+    xyz = np.stack([ply["vertex"][k] for k in "xyz"], 1)
+    assert len(xyz) > 100 and (np.abs(xyz) < [0.55, 0.4, 0.4]).all()  # around the sphere's path (x -0.4..0.4)
+    assert main(["export", str(out / "checkpoint.pt"), "--mesh", "--out", str(tmp_path / "m")]) == 2
+    assert main(["render", str(out / "checkpoint.pt"), "--frames", "3", "--out", str(tmp_path / "o.mp4"), "-q"]) == 0
+
+
+def test_visibility_weights_are_computed_and_kept_in_the_checkpoint(sphere_set, tmp_path):
+    import torch
+
+    out = tmp_path / "vis"
+    assert main(["fit", str(sphere_set), "--views", "0-5", "--resolution", "32", "--steps", "30", "--visibility", "on",
+                 "--no-videos", "--out", str(out), *TINY, "-q"]) == 0
+    assert json.loads((out / "fit.json").read_text())["visibility_weighting"] is True
+    w = torch.load(out / "checkpoint.pt", weights_only=True)["extra"]["weight"]
+    assert w.shape == (6, 3, 32, 32)
+    assert torch.equal(w[0], torch.ones_like(w[0]))  # the reference view
+    assert float(w.min()) >= 0.2 - 1e-6 and float(w[3].min()) < 0.5  # the back view is mostly unseen
+    assert main(["fit", str(sphere_set), "--views", "1-5", "--visibility", "on", "--steps", "2",
+                 "--out", str(tmp_path / "v2"), "-q"]) == 2  # no reference view among the fitted ones

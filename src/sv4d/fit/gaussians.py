@@ -66,11 +66,13 @@ class GaussianConfig:
     lr_quats: float = 1e-3
     lr_opacity: float = 5e-2
     lr_color: float = 1e-2
-    lr_planes: float = 3e-3
-    lr_mlp: float = 3e-4
-    lr_final: float = 0.01               # position / field learning rates decay to this fraction
+    lr_planes: float = 0.02
+    lr_mlp: float = 3e-3
+    lr_final: float = 0.01               # the position learning rate decays to this fraction
+    lr_field_final: float = 0.1          # the deformation field's learning rates decay to this fraction
     schedule_steps: int = 3000           # run length assumed when train_step gets no progress
     alpha_weight: float = 1.0
+    ssim_weight: float = 0.0             # share of D-SSIM in the colour loss (3DGS: 0.2)
     tv_weight: float = 1e-4
     time_smooth_weight: float = 1e-3
     time_l1_weight: float = 1e-4
@@ -224,6 +226,22 @@ class GaussianModel:
         return model
 
 
+def ssim_map(a: torch.Tensor, b: torch.Tensor, window: int = 11, sigma: float = 1.5) -> torch.Tensor:
+    """Per-pixel SSIM (H, W), averaged over channels, of two (H, W, 3) images in [0, 1]
+    (Gaussian window, zero padding, as the 3DGS loss)."""
+    x = torch.stack([a, b]).permute(0, 3, 1, 2)                           # (2, 3, H, W)
+    r = torch.arange(window, dtype=a.dtype, device=a.device) - window // 2
+    g = torch.exp(-r * r / (2 * sigma * sigma))
+    g = (g / g.sum())
+    kern = (g[:, None] * g[None, :]).expand(3, 1, window, window)
+    stats = torch.cat([x, x * x, (x[0] * x[1])[None]])                   # (5, 3, H, W)
+    mu_a, mu_b, aa, bb, ab = F.conv2d(stats, kern, padding=window // 2, groups=3)
+    va, vb, cov = aa - mu_a ** 2, bb - mu_b ** 2, ab - mu_a * mu_b
+    c1, c2 = 0.01 ** 2, 0.03 ** 2
+    s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a ** 2 + mu_b ** 2 + c1) * (va + vb + c2))
+    return s.mean(0)
+
+
 def hull_points(data: FitData, count: int, generator: torch.Generator, resolution: int = 96, dilate_px: int = 1,
                 misses: int = 0, shell: int = 3, bound: float | None = None) -> torch.Tensor:
     """``count`` points (count, 3) drawn uniformly in the cells of the masks' visual hull (union
@@ -298,11 +316,12 @@ class GaussianFitter(Fitter):
         return torch.optim.Adam(groups, betas=(0.9, 0.999), eps=1e-15)
 
     def _set_lrs(self, progress: float) -> None:
-        decay = self.config.lr_final ** min(1.0, max(0.0, progress))
+        p = min(1.0, max(0.0, progress))
+        decay = {"means": self.config.lr_final ** p, "planes": self.config.lr_field_final ** p}
+        decay["mlp"] = decay["planes"]
         lrs = self._base_lrs()
         for group in self.optimizer.param_groups:
-            name = group["name"]
-            group["lr"] = lrs[name] * (decay if name in ("means", "planes", "mlp") else 1.0)
+            group["lr"] = lrs[group["name"]] * decay.get(group["name"], 1.0)
 
     # ------------------------------------------------------------------ Fitter
     def set_stage(self, stage: str) -> None:
@@ -327,6 +346,8 @@ class GaussianFitter(Fitter):
         out = model.rasterize(data.c2w[vi], data.intrinsics, float(data.times[fi]))
         gt_rgb, gt_a = data.rgb[vi, fi].to(self.device), data.alpha[vi, fi].to(self.device)
         err_rgb, err_a = (out["rgb"] - gt_rgb).abs().mean(-1), (out["alpha"] - gt_a).abs()
+        if cfg.ssim_weight > 0:
+            err_rgb = (1 - cfg.ssim_weight) * err_rgb + cfg.ssim_weight * (1 - ssim_map(out["rgb"], gt_rgb))
         if data.weight is not None:
             wgt = data.weight[vi, fi].to(self.device)
             err_rgb, err_a = err_rgb * wgt, err_a * wgt

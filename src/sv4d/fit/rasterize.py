@@ -287,7 +287,7 @@ def _gsplat_available() -> bool:
 def rasterize_gaussians(means: torch.Tensor, quats: torch.Tensor, scales: torch.Tensor,
                         opacities: torch.Tensor, colors: torch.Tensor, c2w: torch.Tensor,
                         intrinsics: Intrinsics, background: Sequence[float] = (1.0, 1.0, 1.0),
-                        backend: str = "auto", near: float = 0.01, tile: int = 16,
+                        backend: str = "auto", near: float = 0.01, tile: int = 8,
                         budget: int = 1 << 20) -> dict[str, torch.Tensor]:
     """Render N 3D Gaussians into one camera, differentiably.
 
