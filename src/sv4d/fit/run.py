@@ -112,8 +112,10 @@ def meta_intrinsics(meta: dict[str, Any], resolution: int | None = None) -> Intr
 def _same_run(meta: dict[str, Any], new: dict[str, Any], path: Path) -> None:
     for key in ("source", "views", "frames", "resolution", "method", "seed", "settings", "visibility",
                 "reference_views"):
-        if os.path.realpath(str(meta.get(key))) != os.path.realpath(str(new.get(key))) if key == "source" \
-                else meta.get(key) != new.get(key):
+        old, now = meta.get(key), new.get(key)
+        if key == "source":
+            old, now = os.path.realpath(str(old)), os.path.realpath(str(now))
+        if old != now:
             raise Sv4dError(f"{path} was fitted with {key}={meta.get(key)!r}, not {new.get(key)!r}: resume with "
                             f"the same options, or pass --overwrite to start again")
 
