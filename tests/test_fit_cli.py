@@ -158,3 +158,21 @@ def test_visibility_weights_are_computed_and_kept_in_the_checkpoint(sphere_set, 
     assert float(w.min()) >= 0.2 - 1e-6 and float(w[3].min()) < 0.5  # the back view is mostly unseen
     assert main(["fit", str(sphere_set), "--views", "1-5", "--visibility", "on", "--steps", "2",
                  "--out", str(tmp_path / "v2"), "-q"]) == 2  # no reference view among the fitted ones
+
+
+def test_fit_reads_a_set_written_by_sv4d_generate(tmp_path):
+    """A set from the generate pipeline (a random tiny model: the images are noise, the point is
+    the format): visibility weighting switches on by itself and the fit completes."""
+    from test_generate import VIDEOS, _tiny_checkpoint
+    from sv4d.generate.pipeline import GenerationPipeline
+
+    pipe = GenerationPipeline.from_checkpoint(_tiny_checkpoint(tmp_path / "tiny5.safetensors", 5, 8))
+    res = pipe(str(VIDEOS / "blue_jay_64"), steps=1, azimuths=[20, 60, 100, 140, 180, 220, 260, 300],
+               elevations=[10] * 8, progress=False)
+    src = res.save(tmp_path / "jay", progress=False)
+    out = tmp_path / "fit"
+    assert main(["fit", str(src), "--resolution", "32", "--steps", "20", "--orbit-frames", "3", "--out", str(out),
+                 "--set", "hull_resolution=32", "--set", "rays=512", "--set", "resolutions=[16,32]", "-q"]) == 0
+    s = json.loads((out / "fit.json").read_text())
+    assert s["visibility_weighting"] is True and s["settings"]["hull_misses"] == 1
+    assert len(s["views"]) == 9 and (out / "orbit.mp4").is_file()
