@@ -65,7 +65,7 @@ def main() -> int:
                        on_log=lambda s, a: print(f"  step {s}: loss {a['loss']:.4f} train-batch PSNR "
                                                  f"{a.get('psnr', 0):.2f} ({a['elapsed']:.0f} s)", flush=True))
         wall = time.perf_counter() - wall
-        model = getattr(fitter, "model", fitter)
+        model = fitter.model
         row = {"method": args.method, "budget_min": minutes, "steps": run.step, "setup_s": round(setup, 1),
                "optimisation_s": round(run.elapsed, 1), "wall_s": round(wall, 1), "settings": settings}
         render_s, n = 0.0, 0

@@ -10,13 +10,30 @@ frame sampling) and saves checkpoints.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, Sequence
+from dataclasses import fields
+from typing import Any, Sequence, TypeVar
 
 import torch
 
+from ..errors import Sv4dError
 from ..io.multiview import Intrinsics
 
 STAGES = ("static", "dynamic")
+
+C = TypeVar("C")
+
+
+def config_from_dict(cls: type[C], d: dict[str, Any], what: str) -> C:
+    """A method's frozen config from plain values (JSON, ``--set``, a checkpoint): unknown keys
+    are an error naming the known ones; lists become tuples (``resolutions`` of ints)."""
+    names = {f.name for f in fields(cls)}
+    unknown = sorted(set(d) - names)
+    if unknown:
+        raise Sv4dError(f"unknown {what} setting(s) {unknown}; known: {sorted(names)}")
+    d = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+    if "resolutions" in d:
+        d["resolutions"] = tuple(int(r) for r in d["resolutions"])
+    return cls(**d)
 
 
 class Fitter(ABC):
@@ -27,6 +44,7 @@ class Fitter(ABC):
     """
 
     method: str = ""
+    model: Any  # what is being fitted: renders with model.render(c2w, intrinsics, t) (no images needed)
 
     @abstractmethod
     def set_stage(self, stage: str) -> None:

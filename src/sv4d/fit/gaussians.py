@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any, Sequence
 
 import torch
@@ -34,7 +34,7 @@ from torch import nn
 
 from ..errors import Sv4dError
 from ..io.multiview import Intrinsics
-from .base import STAGES, Fitter
+from .base import STAGES, Fitter, config_from_dict
 from .data import FitData
 from .densify import DensifyStats, densify_and_prune, grow_and_keep, nearest_spacing, reset_opacity
 from .field import KPlanesField
@@ -101,14 +101,7 @@ class GaussianConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "GaussianConfig":
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise Sv4dError(f"unknown Gaussian setting(s) {unknown}; known: {sorted(names)}")
-        d = dict(d)
-        if "resolutions" in d:
-            d["resolutions"] = tuple(int(r) for r in d["resolutions"])
-        return cls(**d)
+        return config_from_dict(cls, d, "Gaussian")
 
 
 class Deformation(nn.Module):

@@ -27,9 +27,14 @@ def scene_bound(c2w: torch.Tensor, intr: Intrinsics) -> float:
     return float(dist.min()) * half
 
 
+def cell_centres(bound: float, resolution: int, device: str | torch.device = "cpu") -> torch.Tensor:
+    """(R,) centres of the cells along one axis of [-bound, bound]."""
+    return (torch.arange(resolution, dtype=torch.float32, device=device) + 0.5) / resolution * 2 * bound - bound
+
+
 def grid_points(bound: float, resolution: int) -> torch.Tensor:
     """Centres of the resolution^3 cells of [-bound, bound]^3, (R, R, R, 3) indexed [ix, iy, iz]."""
-    c = (torch.arange(resolution, dtype=torch.float32) + 0.5) / resolution * 2 * bound - bound
+    c = cell_centres(bound, resolution)
     return torch.stack(torch.meshgrid(c, c, c, indexing="ij"), -1)
 
 

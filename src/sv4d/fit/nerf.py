@@ -14,7 +14,7 @@ smoothness and a pull of the space-time planes towards 1.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any, Sequence
 
 import numpy as np
@@ -23,10 +23,10 @@ import torch.nn.functional as F
 
 from ..errors import Sv4dError
 from ..io.multiview import Intrinsics
-from .base import STAGES, Fitter
+from .base import STAGES, Fitter, config_from_dict
 from .data import FitData, camera_rays
 from .field import KPlanesField
-from .hull import cell_size, dilate, visual_hull
+from .hull import cell_centres, cell_size, dilate, visual_hull
 
 
 @dataclass(frozen=True)
@@ -55,14 +55,7 @@ class NerfConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "NerfConfig":
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise Sv4dError(f"unknown NeRF setting(s) {unknown}; known: {sorted(names)}")
-        d = dict(d)
-        if "resolutions" in d:
-            d["resolutions"] = tuple(int(r) for r in d["resolutions"])
-        return cls(**d)
+        return config_from_dict(cls, d, "NeRF")
 
 
 def ray_box(o: torch.Tensor, d: torch.Tensor, lo: torch.Tensor | float, hi: torch.Tensor | float | None = None
@@ -206,7 +199,7 @@ class DynamicNerf:
     def update_occupancy(self, frames: Sequence[int]) -> None:
         """Keep the hull cells (dilated by one cell) whose density makes one step visible."""
         res = self.config.hull_resolution
-        c = (torch.arange(res, dtype=torch.float32, device=self.device) + 0.5) / res * 2 * self.bound - self.bound
+        c = cell_centres(self.bound, res, self.device)
         for fi in frames:
             hull = self.hull[fi].reshape(-1)
             idx = hull.nonzero()[:, 0]

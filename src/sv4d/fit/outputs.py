@@ -14,9 +14,8 @@ from tqdm.auto import tqdm
 
 from ..errors import Sv4dError
 from ..io.multiview import read_multiview, write_multiview
-from ..io.video import write_video
 from .export import Mesh, mesh_from_field, write_gaussian_ply, write_glb, write_obj
-from .render import orbit_path, render_grid
+from .render import orbit_path, render_grid, render_video
 from .run import load_fitted, meta_intrinsics
 
 
@@ -38,9 +37,7 @@ def render_orbit(checkpoint: str | os.PathLike, out: str | os.PathLike | None = 
     out = Path(out) if out else Path(checkpoint).with_name("orbit_render.mp4")
     if out.suffix.lower() != ".mp4":
         raise Sv4dError(f"{out}: the orbit is written as an .mp4 video")
-    images = [model.render(cam, intr, float(t))["rgb"].clamp(0, 1)
-              for cam, t in tqdm(list(zip(c2w, times)), desc="render", unit="frame", disable=not progress)]
-    return write_video(out, (torch.stack(images).numpy() * 255 + 0.5).astype(np.uint8), fps)
+    return render_video(model, out, c2w, intr, times, fps, progress)
 
 
 def render_like(checkpoint: str | os.PathLike, like: str | os.PathLike, out: str | os.PathLike | None = None, *,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Protocol, Sequence
 
 import numpy as np
@@ -10,6 +12,7 @@ from tqdm.auto import tqdm
 
 from ..errors import Sv4dError
 from ..io.multiview import Intrinsics, orbit_c2w
+from ..io.video import write_video
 from ..metrics.image import ssim
 
 
@@ -32,6 +35,14 @@ def render_grid(model: Renderable, c2w: torch.Tensor, intrinsics: Intrinsics, ti
             rgb.append(torch.stack(row_rgb))
             alpha.append(torch.stack(row_a))
     return torch.stack(rgb), torch.stack(alpha)
+
+
+def render_video(model: Renderable, path: str | os.PathLike, c2w: torch.Tensor, intrinsics: Intrinsics,
+                 times: Sequence[float], fps: float, progress: bool = False) -> Path:
+    """Render camera k (c2w (n, 4, 4)) at times[k] for every k and write the frames as an mp4."""
+    images = [model.render(cam, intrinsics, float(t))["rgb"].clamp(0, 1)
+              for cam, t in tqdm(list(zip(c2w, times)), desc="render", unit="frame", disable=not progress)]
+    return write_video(path, (torch.stack(images).numpy() * 255 + 0.5).astype(np.uint8), fps)
 
 
 def orbit_path(frames: int, elevation_deg: float, distance: float, start_azimuth_deg: float = 0.0,

@@ -25,7 +25,7 @@ from ..io.video import write_video
 from .base import Fitter
 from .data import FitData, load_fit_data
 from .optimize import Hook, Schedule, load_checkpoint, optimize
-from .render import Renderable, fit_metrics, orbit_path, render_grid
+from .render import Renderable, fit_metrics, orbit_path, render_grid, render_video
 from .visibility import visibility_weights
 
 METHODS = ("nerf", "gaussians")
@@ -67,12 +67,7 @@ def _method_classes(method: str):
 def make_fitter(method: str, data: FitData, settings: dict[str, Any] | None = None, seed: int = 0,
                 device: str = "cpu") -> Fitter:
     config_cls, fitter_cls = _method_classes(method)
-    names = set(config_cls.__dataclass_fields__)
-    unknown = sorted(set(settings or {}) - names)
-    if unknown:
-        raise Sv4dError(f"unknown {method} setting(s) {unknown}; known: {sorted(names)}")
-    config = config_cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in (settings or {}).items()})
-    return fitter_cls(data, config, device=device, seed=seed)
+    return fitter_cls(data, config_cls.from_dict(settings or {}), device=device, seed=seed)
 
 
 def load_fitted(path: str | os.PathLike) -> tuple[Renderable, dict[str, Any]]:
@@ -120,16 +115,6 @@ def _same_run(meta: dict[str, Any], new: dict[str, Any], path: Path) -> None:
                             f"the same options, or pass --overwrite to start again")
 
 
-def write_orbit(model: Renderable, path: Path, intr: Intrinsics, distance: float, frames: int, elevation: float,
-                fps: float, progress: bool = False) -> Path:
-    c2w, _, times = orbit_path(frames, elevation, distance)
-    images = []
-    from tqdm.auto import tqdm
-    for cam, t in tqdm(list(zip(c2w, times)), desc="orbit", disable=not progress, unit="frame"):
-        images.append(model.render(cam, intr, float(t))["rgb"].clamp(0, 1))
-    return write_video(path, (torch.stack(images).numpy() * 255 + 0.5).astype(np.uint8), fps)
-
-
 def fit_set(source: str | os.PathLike, out: str | os.PathLike, opts: FitOptions, *, resume: bool = False,
             overwrite: bool = False, progress: bool = True) -> dict[str, Any]:
     """Fit ``source`` into ``out`` (see the module docstring); returns the summary in fit.json."""
@@ -170,9 +155,8 @@ def fit_set(source: str | os.PathLike, out: str | os.PathLike, opts: FitOptions,
     out.mkdir(parents=True, exist_ok=True)
 
     hooks = []
+    model = fitter.model
     if use_vis:
-        model = fitter.model if hasattr(fitter, "model") else fitter
-
         def refresh(per_frame: bool) -> None:
             data.weight = visibility_weights(model, data, refs, None if per_frame else [schedule.reference_frame],
                                              opts.visibility_floor)
@@ -184,7 +168,6 @@ def fit_set(source: str | os.PathLike, out: str | os.PathLike, opts: FitOptions,
                       checkpoint=ckpt, meta=meta, progress_bar=progress, hooks=hooks, fired=fired,
                       extra=lambda: {"weight": data.weight})
     wall = time.perf_counter() - wall
-    model = fitter.model if hasattr(fitter, "model") else fitter
     t0 = time.perf_counter()
     rgb, alpha = render_grid(model, data.c2w, data.intrinsics, data.times.tolist(), progress=progress)
     render_s = (time.perf_counter() - t0) / max(1, rgb.shape[0] * rgb.shape[1])
@@ -197,8 +180,8 @@ def fit_set(source: str | os.PathLike, out: str | os.PathLike, opts: FitOptions,
     if opts.videos:
         grid = torch.cat([torch.cat(list(data.rgb), 2), torch.cat(list(rgb), 2)], 1)  # (F, 2H, V*W, 3)
         write_video(out / "train_views.mp4", (grid.numpy() * 255 + 0.5).astype(np.uint8), min(opts.fps, 10.0))
-        write_orbit(model, out / "orbit.mp4", data.intrinsics, distance, opts.orbit_frames, opts.orbit_elevation,
-                    opts.fps, progress)
+        c2w, _, times = orbit_path(opts.orbit_frames, opts.orbit_elevation, distance)
+        render_video(model, out / "orbit.mp4", c2w, data.intrinsics, times, opts.fps, progress)
     with atomic_file(out / "fit.json") as tmp:
         tmp.write_text(json.dumps(summary, indent=1))
     return summary
