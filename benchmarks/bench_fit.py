@@ -26,7 +26,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from sv4d.cli_fit import _key_values  # noqa: E402
+from sv4d.cli_args import key_values  # noqa: E402
 from sv4d.fit.data import load_fit_data  # noqa: E402
 from sv4d.fit.optimize import Schedule, optimize  # noqa: E402
 from sv4d.fit.render import fit_metrics, render_grid  # noqa: E402
@@ -53,7 +53,7 @@ def main() -> int:
     p.add_argument("--out", default=str(ROOT / "runs" / "bench_fit"))
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    settings = _key_values(args.settings, "--set")
+    settings = key_values(args.settings, "--set")
     train = load_fit_data(args.data, views=TRAIN, resolution=args.resolution)
     evals = {name: load_fit_data(args.data, views=v, resolution=args.resolution) for name, v in SPLITS.items()}
     results = []

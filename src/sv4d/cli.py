@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from .cli_args import positive_int, ratio
 from .cli_fit import add_fit_commands
 from .config import PRESETS
 from .errors import Sv4dError
@@ -61,24 +62,10 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {v}")
-    return v
-
-
-def _ratio(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0.05 <= v <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be between 0.05 and 1, got {v}")
-    return v
+def _loss_ends(losses: list[float]) -> tuple[int, float, float]:
+    """(k, mean of the first k, mean of the last k) with k a tenth of the run (at least 1)."""
+    k = max(1, len(losses) // 10)
+    return k, sum(losses[:k]) / k, sum(losses[-k:]) / k
 
 
 def _train_config(args: argparse.Namespace):
@@ -101,7 +88,7 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", nargs="?", default=None, help="TOML or JSON training config (default: all defaults)")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="override config fields, values in JSON")
     p.add_argument("--out", default=None, help="output folder (overrides the config's out)")
-    p.add_argument("--steps", type=_positive_int, default=None, help="optimizer steps (overrides the config)")
+    p.add_argument("--steps", type=positive_int, default=None, help="optimizer steps (overrides the config)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
 
@@ -113,10 +100,9 @@ def _cmd_train_autoencoder(args: argparse.Namespace) -> int:
         raise Sv4dError(f"model {cfg.model!r} comes with the official VAE: give init = the official "
                         "checkpoint to fine-tune its VAE, or use model = 'tiny'")
     s = train_autoencoder(cfg, progress=not args.quiet)
-    losses = s["losses"]
-    k = max(1, len(losses) // 10)
-    print(f"sv4d: autoencoder {s['steps']} steps on {s['images']} images, loss {sum(losses[:k]) / k:.4f} -> "
-          f"{sum(losses[-k:]) / k:.4f}, reconstruction PSNR {s['recon_psnr']:.2f} dB, scale_factor "
+    k, first, last = _loss_ends(s["losses"])
+    print(f"sv4d: autoencoder {s['steps']} steps on {s['images']} images, loss {first:.4f} -> "
+          f"{last:.4f}, reconstruction PSNR {s['recon_psnr']:.2f} dB, scale_factor "
           f"{s['scale_factor']:.4f}, {s['seconds']:.0f} s", file=sys.stderr)
     print(s["model"])
     return 0
@@ -127,11 +113,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     cfg = _train_config(args)
     summary = Trainer(cfg, progress=not args.quiet).run()
-    losses = summary["losses"]
-    if losses:
-        k = max(1, len(losses) // 10)
+    if summary["losses"]:
+        k, first, last = _loss_ends(summary["losses"])
         print(f"sv4d: {summary['steps']} steps ({'resumed' if summary['resumed'] else 'new run'}), "
-              f"loss {sum(losses[:k]) / k:.4f} (first {k}) -> {sum(losses[-k:]) / k:.4f} (last {k}), "
+              f"loss {first:.4f} (first {k}) -> {last:.4f} (last {k}), "
               f"{summary['seconds']:.0f} s", file=sys.stderr)
     print(summary["model"])
     return 0
@@ -169,7 +154,7 @@ def _add_generate(sub: "argparse._SubParsersAction") -> None:
     g.add_argument("--preset", choices=list(PRESETS), default=None,
                    help="model of an official file (default: from its name; sv4d files store it)")
     a = g.add_argument_group("input frames")
-    a.add_argument("--frames", type=_positive_int, default=None, metavar="N", help="keep this many frames (default: all)")
+    a.add_argument("--frames", type=positive_int, default=None, metavar="N", help="keep this many frames (default: all)")
     a.add_argument("--spread", action="store_true", help="with --frames: spread them evenly over the clip instead of taking the first ones")
     a.add_argument("--fps", type=float, default=None, metavar="FPS", help="resample the clip to this frame rate first (default: as read)")
     a.add_argument("--start", type=float, default=0.0, metavar="SEC", help="skip this many seconds at the start (default 0)")
@@ -184,7 +169,7 @@ def _add_generate(sub: "argparse._SubParsersAction") -> None:
     p.add_argument("--crop", choices=CROP_MODES, default="union",
                    help="crop around the union box of all frames (official) or each frame's own box "
                         "(objects that travel across the frame); default: union")
-    p.add_argument("--frame-ratio", type=_ratio, default=0.9, metavar="R",
+    p.add_argument("--frame-ratio", type=ratio, default=0.9, metavar="R",
                    help="fraction of the square the object fills (default 0.9, as the official script)")
     c = g.add_argument_group("cameras")
     c.add_argument("--azimuths", type=float, nargs="+", default=None, metavar="DEG",
@@ -195,7 +180,7 @@ def _add_generate(sub: "argparse._SubParsersAction") -> None:
     c.add_argument("--input-elevation", type=float, default=None, metavar="DEG",
                    help="elevation of the input view when --elevations gives V values (default 0)")
     s = g.add_argument_group("sampling")
-    s.add_argument("--steps", type=_positive_int, default=None, metavar="N", help="sampling steps (default: the model's, 50)")
+    s.add_argument("--steps", type=positive_int, default=None, metavar="N", help="sampling steps (default: the model's, 50)")
     s.add_argument("--seed", type=int, default=23, metavar="N", help="random seed; the same seed gives the same output (default 23, as the official script)")
     s.add_argument("--guider", choices=GUIDERS, default=None,
                    help="classifier-free guidance schedule (default: the model's)")
@@ -207,8 +192,8 @@ def _add_generate(sub: "argparse._SubParsersAction") -> None:
                    help="weights and compute precision (default: fp16 on CUDA, fp32 on CPU; the decoder always runs in fp32)")
     m.add_argument("--offload", action="store_true",
                    help="keep idle sub-models on the CPU and move each to --device only while it runs")
-    m.add_argument("--encode-chunk", type=_positive_int, default=8, metavar="N", help="images per VAE encoder call (default 8)")
-    m.add_argument("--decode-chunk", type=_positive_int, default=4, metavar="N", help="latents per VAE decoder call (default 4)")
+    m.add_argument("--encode-chunk", type=positive_int, default=8, metavar="N", help="images per VAE encoder call (default 8)")
+    m.add_argument("--decode-chunk", type=positive_int, default=4, metavar="N", help="latents per VAE decoder call (default 4)")
     o = g.add_argument_group("output")
     o.add_argument("--no-videos", action="store_true", help="skip videos/view_XX.mp4")
     o.add_argument("--no-preview", action="store_true", help="skip preview.png and preview.mp4")

@@ -3,60 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
+from .cli_args import index_list, key_values, positive_float, positive_int
 from .errors import Sv4dError
-
-
-def index_list(text: str) -> list[int]:
-    """'0,2,3' / '0-20' / '0-20:2' / '1,5-8' -> indices (ranges inclusive, optional step)."""
-    out: list[int] = []
-    try:
-        for part in text.split(","):
-            part = part.strip()
-            if not part:
-                continue
-            rng, _, step = part.partition(":")
-            if "-" in rng[1:]:
-                a, b = rng.split("-", 1) if not rng.startswith("-") else (rng, "")
-                lo, hi, st = int(a), int(b), int(step or 1)
-                if hi < lo or st < 1:
-                    raise ValueError
-                out.extend(range(lo, hi + 1, st))
-            else:
-                out.append(int(rng))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected indices like 0,2,3 or 0-20 or 0-20:2, got {text!r}") from None
-    if not out:
-        raise argparse.ArgumentTypeError(f"no indices in {text!r}")
-    return out
-
-
-def _key_values(items: list[str], what: str) -> dict:
-    out = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise Sv4dError(f"{what} must look like KEY=VALUE, got {item!r}")
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
-
-
-def _positive(kind):
-    def parse(text: str):
-        try:
-            v = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        if not v > 0:
-            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
-        return v
-    return parse
 
 
 def _say(args):
@@ -74,7 +25,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         schedule["frame_strides"] = tuple(args.frame_strides)
     opts = FitOptions(method=args.method, views=args.views, frames=args.frames, resolution=args.resolution,
                       steps=args.steps, minutes=args.minutes or 0.0, seed=args.seed, device=args.device,
-                      settings=_key_values(args.set_options, "--set"), schedule=schedule,
+                      settings=key_values(args.set_options, "--set"), schedule=schedule,
                       visibility=args.visibility, reference_views=args.reference_views,
                       orbit_frames=args.orbit_frames, orbit_elevation=args.orbit_elevation, videos=not args.no_videos)
     s = fit_set(args.set, out, opts, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet)
@@ -136,10 +87,10 @@ def add_fit_commands(sub: "argparse._SubParsersAction") -> None:
     f.add_argument("--out", default=None, help="output folder (default: outputs/<SET name>_<method>)")
     f.add_argument("--views", type=index_list, default=None, help="views to fit, e.g. 0,2,3,4,6 (default: all)")
     f.add_argument("--frames", type=index_list, default=None, help="frames to fit, e.g. 0-20 or 0-20:2 (default: all)")
-    f.add_argument("--resolution", type=_positive(int), default=128,
+    f.add_argument("--resolution", type=positive_int, default=128,
                    help="image height to fit at, area-downsampled (default: 128)")
-    f.add_argument("--steps", type=_positive(int), default=3000, help="optimisation steps (default: 3000)")
-    f.add_argument("--minutes", type=_positive(float), default=None,
+    f.add_argument("--steps", type=positive_int, default=3000, help="optimisation steps (default: 3000)")
+    f.add_argument("--minutes", type=positive_float, default=None,
                    help="a wall-clock budget instead of --steps (the schedule follows elapsed time)")
     f.add_argument("--static-fraction", type=float, default=None,
                    help="share of the run in the static stage (default 0.1)")
@@ -153,7 +104,7 @@ def add_fit_commands(sub: "argparse._SubParsersAction") -> None:
                    help="a method setting (NerfConfig / GaussianConfig field), value in JSON; repeatable")
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--device", default="cpu", help="torch device (cpu, cuda); Gaussians use gsplat on CUDA when installed")
-    f.add_argument("--orbit-frames", type=_positive(int), default=72, help="frames of OUT/orbit.mp4")
+    f.add_argument("--orbit-frames", type=positive_int, default=72, help="frames of OUT/orbit.mp4")
     f.add_argument("--orbit-elevation", type=float, default=10.0, help="elevation of OUT/orbit.mp4 (degrees)")
     f.add_argument("--no-videos", action="store_true", help="skip orbit.mp4 and train_views.mp4")
     g = f.add_mutually_exclusive_group()
@@ -174,15 +125,15 @@ def add_fit_commands(sub: "argparse._SubParsersAction") -> None:
     r.add_argument("checkpoint", metavar="CHECKPOINT")
     r.add_argument("--out", default=None, help="output .mp4 (orbit) or folder (--like); default beside CHECKPOINT")
     r.add_argument("--orbit", action="store_true", help="render an orbit video (the default)")
-    r.add_argument("--frames", type=_positive(int), default=72, help="orbit frames (default 72)")
+    r.add_argument("--frames", type=positive_int, default=72, help="orbit frames (default 72)")
     r.add_argument("--elevation", type=float, default=10.0, help="orbit elevation in degrees (default 10)")
     r.add_argument("--turns", type=float, default=1.0, help="orbit turns (default 1)")
     r.add_argument("--time-loops", type=float, default=1.0, help="passes through the motion (default 1)")
     r.add_argument("--time", type=float, default=None, help="fixed time in [0, 1]")
     r.add_argument("--azimuth", type=float, default=None, help="fixed azimuth in degrees (no orbit)")
-    r.add_argument("--distance", type=_positive(float), default=None, help="camera distance (default: as fitted)")
-    r.add_argument("--resolution", type=_positive(int), default=None, help="image height (default: as fitted)")
-    r.add_argument("--fps", type=_positive(float), default=24.0)
+    r.add_argument("--distance", type=positive_float, default=None, help="camera distance (default: as fitted)")
+    r.add_argument("--resolution", type=positive_int, default=None, help="image height (default: as fitted)")
+    r.add_argument("--fps", type=positive_float, default=24.0)
     r.add_argument("--like", metavar="SET", default=None, help="render SET's cameras and times into a set folder")
     r.add_argument("--overwrite", action="store_true", help="replace an existing --like output folder")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
@@ -202,8 +153,8 @@ def add_fit_commands(sub: "argparse._SubParsersAction") -> None:
     e.add_argument("--out", default=None, help="output folder (default: CHECKPOINT's folder/mesh or /ply)")
     e.add_argument("--frames", type=index_list, default=None, help="positions among the fitted frames (default: all)")
     e.add_argument("--format", choices=("glb", "obj"), default="glb", help="mesh format (default glb)")
-    e.add_argument("--resolution", type=_positive(int), default=192, help="marching-cubes grid (default 192)")
-    e.add_argument("--threshold", type=_positive(float), default=None,
+    e.add_argument("--resolution", type=positive_int, default=192, help="marching-cubes grid (default 192)")
+    e.add_argument("--threshold", type=positive_float, default=None,
                    help="density level of the surface (default: one step through it is 50%% opaque)")
     e.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     e.set_defaults(func=_cmd_export)
