@@ -80,7 +80,7 @@ def add_fit_commands(sub: "argparse._SubParsersAction") -> None:
             "generated views are down-weighted where the real input view cannot see the surface "
             "(--visibility). Writes OUT/checkpoint.pt (resumable with --resume; Ctrl-C saves it), "
             "OUT/orbit.mp4, OUT/train_views.mp4 (ground truth above, fit below) and OUT/fit.json."),
-        epilog="example: sv4d fit examples/fox_walk_64 --steps 1500 --out outputs/fox_nerf")
+        epilog="example: sv4d fit examples/fox_walk_96 --views 0,2,3,4,6 --resolution 96 --steps 800 --out out/fox_nerf")
     f.add_argument("set", metavar="SET", help="multi-view video set folder")
     f.add_argument("--method", choices=METHODS, default="nerf",
                    help="nerf: K-Planes dynamic NeRF (default, the paper's choice); gaussians: 4D Gaussians")
