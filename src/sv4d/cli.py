@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from .cli_args import positive_int, ratio
+from .cli_evaluate import add_evaluate_command
 from .cli_fit import add_fit_commands
 from .config import PRESETS
 from .errors import Sv4dError
@@ -273,6 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_args(a)
     a.set_defaults(func=_cmd_train_autoencoder)
     add_fit_commands(sub)
+    add_evaluate_command(sub)
     return p
 
 
