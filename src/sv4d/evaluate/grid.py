@@ -90,23 +90,30 @@ def camera_differences(pred: MultiViewSet, gt: MultiViewSet, views: Sequence[int
 
 
 def _resize(images: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """(N, H, W, C) uint8 -> (N, h, w, C) uint8, antialiased bilinear (area-like when shrinking)."""
+    """(N, H, W, C) uint8 -> (N, h, w, C) uint8: box averaging when shrinking (exact for
+    whole-number factors), antialiased bilinear when enlarging."""
     x = torch.from_numpy(images).permute(0, 3, 1, 2).float()
-    x = F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
+    if size[0] <= x.shape[2] and size[1] <= x.shape[3]:
+        x = F.interpolate(x, size=size, mode="area")
+    else:
+        x = F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
     return x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
 def _load(s: MultiViewSet, views: Sequence[int], frames: Sequence[int], size: tuple[int, int] | None,
           desc: str, progress: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    """Composited over white first, then resized (colour and alpha separately), so transparent
+    pixels never bleed their colour."""
     rgb = []
     alpha = [] if s.has_rgba else None
     for v in tqdm(views, desc=desc, unit="view", disable=not progress):
         imgs = np.stack([s.load_image(v, f, "rgba") for f in frames])
+        white, a = composite_white(imgs), imgs[..., 3:]
         if size is not None and imgs.shape[1:3] != size:
-            imgs = _resize(imgs, size)
-        rgb.append(composite_white(imgs))
+            white, a = _resize(white, size), _resize(a, size)
+        rgb.append(white)
         if alpha is not None:
-            alpha.append(imgs[..., 3])
+            alpha.append(a[..., 0])
     return np.stack(rgb), (None if alpha is None else np.stack(alpha))
 
 

@@ -61,7 +61,8 @@ def frechet_distance(x: np.ndarray, y: np.ndarray) -> float:
     if not (np.isfinite(x).all() and np.isfinite(y).all()):
         raise Sv4dError("Frechet distance: the features hold NaN or infinite values")
     mu1, mu2 = x.mean(0), y.mean(0)
-    s1, s2 = np.cov(x, rowvar=False), np.cov(y, rowvar=False)
+    s1 = np.atleast_2d(np.cov(x, rowvar=False))
+    s2 = np.atleast_2d(np.cov(y, rowvar=False))
     r = _sqrt_psd(s1)
     cross = np.linalg.eigvalsh(r @ s2 @ r)
     fd = float(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2)
