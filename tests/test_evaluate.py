@@ -207,11 +207,13 @@ def test_lpips_skipped_without_weights_and_used_with_them(sets, tmp_path):
 
     torch.manual_seed(0)
     torch.save(LPIPS().state_dict(), tmp_path / "lpips_vgg_combined.pth")  # one file: backbone + lin layers
-    deg = degrade_set(gt, tmp_path / "blur", blur_sigma=1.5)
-    same = evaluate(gt, gt, tmp_path / "b", _opts(lpips=str(tmp_path / "lpips_vgg_combined.pth")))
-    worse = evaluate(deg, gt, tmp_path / "c", _opts(lpips=str(tmp_path / "lpips_vgg_combined.pth")))
-    assert same["images"]["lpips"]["mean"] == pytest.approx(0.0, abs=1e-6)
-    assert worse["images"]["lpips"]["mean"] > 1e-4
+    w = str(tmp_path / "lpips_vgg_combined.pth")
+    same = evaluate(gt, gt, tmp_path / "b", _opts(lpips=w))
+    assert same["images"]["lpips"]["mean"] == pytest.approx(0.0, abs=1e-7)
+    assert same["weights"]["lpips"] == w
+    scores = [evaluate(degrade_set(gt, tmp_path / f"blur{s}", blur_sigma=s), gt, tmp_path / f"r{s}",
+                       _opts(lpips=w))["images"]["lpips"]["mean"] for s in (0.7, 2.0)]
+    assert 1e-7 < scores[0] < scores[1]
 
 
 def test_fvd_of_identical_sets_is_zero_with_random_i3d(tmp_path):

@@ -92,7 +92,7 @@ def _network_metrics(grid: EvalGrid, opts: EvalOptions, dev: torch.device, folde
     scores: dict[str, np.ndarray] = {}
     used: dict[str, str] = {}
     specs = (
-        ("lpips", "LPIPS (VGG)", opts.lpips, lambda d: _has_any(d, lpips.LIN_FILES) and _has_any(d, lpips.VGG_FILES),
+        ("lpips", "LPIPS (VGG)", opts.lpips, lambda d: _has_any(d, lpips.LPIPS_LIN_FILES) and _has_any(d, lpips.VGG16_FILES),
          lpips.load_lpips, "--lpips FILE|DIR (LPIPS v0.1 vgg.pth + torchvision vgg16-397923af.pth)"),
         ("clip_s", "CLIP-S (ViT-B/32)", opts.clip, lambda d: _has_any(d, clip_score.CLIP_FILES),
          clip_score.load_clip, "--clip FILE (OpenAI ViT-B-32.pt, open_clip or Hugging Face weights)"),

@@ -31,6 +31,7 @@ from ..config import CLIPVisionConfig
 from ..errors import Sv4dError
 
 __all__ = [
+    "ACTIVATIONS",
     "CLIP_MEAN",
     "CLIP_STD",
     "CLIPImageEmbedder",
@@ -182,11 +183,23 @@ class MultiheadSelfAttention(nn.Module):
         return self.out_proj(o)
 
 
-class _MLP(nn.Module):
-    """``c_fc`` -> exact (erf) GELU -> ``c_proj``."""
+#: MLP activations: ``"gelu"`` (exact erf GELU, OpenCLIP's default and SV4D's tower) and
+#: ``"quick_gelu"`` (``x * sigmoid(1.702 x)``, the OpenAI CLIP models).
+ACTIVATIONS: tuple[str, ...] = ("gelu", "quick_gelu")
 
-    def __init__(self, width: int, hidden: int) -> None:
+
+def _check_act(act: str) -> str:
+    if act not in ACTIVATIONS:
+        raise Sv4dError(f"unknown CLIP activation {act!r}: expected one of {', '.join(ACTIVATIONS)}")
+    return act
+
+
+class _MLP(nn.Module):
+    """``c_fc`` -> activation (exact erf GELU by default, or QuickGELU) -> ``c_proj``."""
+
+    def __init__(self, width: int, hidden: int, act: str = "gelu") -> None:
         super().__init__()
+        self.act = _check_act(act)
         self.c_fc = nn.Linear(width, hidden)
         self.c_proj = nn.Linear(hidden, width)
 
@@ -198,18 +211,20 @@ class _MLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, N, width) -> (B, N, width)."""
-        return self.c_proj(F.gelu(self.c_fc(x)))
+        h = self.c_fc(x)
+        h = F.gelu(h) if self.act == "gelu" else h * torch.sigmoid(1.702 * h)
+        return self.c_proj(h)
 
 
 class ResidualAttentionBlock(nn.Module):
     """Pre-norm transformer block: ``x + attn(ln_1(x))`` then ``x + mlp(ln_2(x))``."""
 
-    def __init__(self, width: int, heads: int, mlp_ratio: float) -> None:
+    def __init__(self, width: int, heads: int, mlp_ratio: float, act: str = "gelu") -> None:
         super().__init__()
         self.ln_1 = nn.LayerNorm(width, eps=_LN_EPS)
         self.attn = MultiheadSelfAttention(width, heads)
         self.ln_2 = nn.LayerNorm(width, eps=_LN_EPS)
-        self.mlp = _MLP(width, int(width * mlp_ratio))
+        self.mlp = _MLP(width, int(width * mlp_ratio), act)
 
     def reset_parameters(self) -> None:
         for ln in (self.ln_1, self.ln_2):
@@ -226,10 +241,10 @@ class ResidualAttentionBlock(nn.Module):
 
 
 class _Transformer(nn.Module):
-    def __init__(self, width: int, layers: int, heads: int, mlp_ratio: float) -> None:
+    def __init__(self, width: int, layers: int, heads: int, mlp_ratio: float, act: str = "gelu") -> None:
         super().__init__()
         self.resblocks = nn.ModuleList(
-            ResidualAttentionBlock(width, heads, mlp_ratio) for _ in range(layers)
+            ResidualAttentionBlock(width, heads, mlp_ratio, act) for _ in range(layers)
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -242,10 +257,17 @@ class OpenCLIPVisionTransformer(nn.Module):
     """OpenCLIP's ``VisionTransformer`` (class-token pooling, projection, no L2 norm).
 
     Input (B, 3, image_size, image_size), already normalised; output (B, output_dim).
+
+    Args:
+        cfg: tower sizes.
+        act: MLP activation, ``"gelu"`` (OpenCLIP, SV4D's tower) or ``"quick_gelu"``
+            (OpenAI CLIP). A constructor argument rather than a config field, so that
+            checkpoint configs stay as they are.
     """
 
-    def __init__(self, cfg: CLIPVisionConfig) -> None:
+    def __init__(self, cfg: CLIPVisionConfig, act: str = "gelu") -> None:
         super().__init__()
+        self.act = _check_act(act)
         if cfg.image_size % cfg.patch_size:
             raise Sv4dError(
                 f"CLIP image_size {cfg.image_size} is not a multiple of patch_size {cfg.patch_size}"
@@ -259,7 +281,7 @@ class OpenCLIPVisionTransformer(nn.Module):
         self.proj = nn.Parameter(torch.empty(w, cfg.output_dim))
         self.conv1 = nn.Conv2d(3, w, kernel_size=cfg.patch_size, stride=cfg.patch_size, bias=False)
         self.ln_pre = nn.LayerNorm(w, eps=_LN_EPS)
-        self.transformer = _Transformer(w, cfg.layers, cfg.heads, cfg.mlp_ratio)
+        self.transformer = _Transformer(w, cfg.layers, cfg.heads, cfg.mlp_ratio, act)
         self.ln_post = nn.LayerNorm(w, eps=_LN_EPS)
 
     def reset_parameters(self) -> None:
