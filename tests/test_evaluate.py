@@ -206,7 +206,10 @@ def test_lpips_skipped_without_weights_and_used_with_them(sets, tmp_path):
     from sv4d.metrics.lpips import LPIPS
 
     torch.manual_seed(0)
-    torch.save(LPIPS().state_dict(), tmp_path / "lpips_vgg_combined.pth")  # one file: backbone + lin layers
+    net = LPIPS()
+    for lin in net.lins:  # published LPIPS channel weights are non-negative
+        lin.model[1].weight.data.abs_()
+    torch.save(net.state_dict(), tmp_path / "lpips_vgg_combined.pth")  # one file: backbone + lin layers
     w = str(tmp_path / "lpips_vgg_combined.pth")
     same = evaluate(gt, gt, tmp_path / "b", _opts(lpips=w))
     assert same["images"]["lpips"]["mean"] == pytest.approx(0.0, abs=1e-7)
@@ -323,3 +326,19 @@ def test_cli_writes_report_and_fails_cleanly(sets, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "does not exist" in err and "Traceback" not in err
     assert not (tmp_path / "r2").exists()
+
+
+def test_report_crops_every_image_to_one_box_around_the_object():
+    from sv4d.evaluate.grid import EvalGrid
+    from sv4d.evaluate.report import content_box
+
+    pred = np.full((2, 3, 40, 50, 3), 255, np.uint8)
+    gt = pred.copy()
+    gt[1, 2, 10:20, 5:10] = 0   # object in one ground-truth image
+    pred[0, 0, 30:32, 40:42] = 90  # a stray predicted blob elsewhere
+    grid = EvalGrid(pred, gt, None, None, [0, 1], [0, 1, 2], ["a", "b"], np.zeros(3))
+    y0, y1, x0, x1 = content_box(grid, margin=0.0)
+    assert (y0, y1, x0, x1) == (9, 33, 4, 43)  # the union of both, plus one pixel
+    grid.gt[:] = 255
+    grid.pred[:] = 255
+    assert content_box(grid) == (0, 40, 0, 50)

@@ -7,7 +7,8 @@ Layout of the report folder::
     plots/per_view.png   each image metric averaged per view
     plots/per_frame.png  each image metric averaged per frame
     plots/error_scale.png  the colour scale of the error maps
-    grid/view_XX.png     per view: prediction row, ground-truth row, error-map row (frames left to right)
+    grid/view_XX.png     per view: prediction row, ground-truth row, error-map row (frames left to
+                         right), all cropped to one box around the object (content_box)
 
 Error maps show the per-pixel mean absolute RGB error, 0 (black) to ``ERROR_MAX`` (white) on
 matplotlib's ``inferno`` colour map, the same scale on every image.
@@ -55,8 +56,22 @@ def _error_maps(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
     return (rgb * 255).round().astype(np.uint8)
 
 
-def _view_strip(grid: EvalGrid, v: int, thumb: int) -> np.ndarray:
-    rows = [_thumbs(grid.pred[v], thumb), _thumbs(grid.gt[v], thumb), _thumbs(_error_maps(grid.pred[v], grid.gt[v]), thumb)]
+def content_box(grid: EvalGrid, margin: float = 0.05) -> tuple[int, int, int, int]:
+    """(y0, y1, x0, x1): the box holding every pixel that is not white in any predicted or
+    ground-truth image, grown by ``margin`` of its size; the whole image if all are white."""
+    ink = ((grid.pred < 250).any(-1) | (grid.gt < 250).any(-1)).any((0, 1))  # (H, W)
+    h, w = ink.shape
+    if not ink.any():
+        return 0, h, 0, w
+    ys, xs = np.nonzero(ink.any(1))[0], np.nonzero(ink.any(0))[0]
+    my, mx = round(margin * (ys[-1] - ys[0] + 1)) + 1, round(margin * (xs[-1] - xs[0] + 1)) + 1
+    return max(0, ys[0] - my), min(h, ys[-1] + 1 + my), max(0, xs[0] - mx), min(w, xs[-1] + 1 + mx)
+
+
+def _view_strip(grid: EvalGrid, v: int, thumb: int, box: tuple[int, int, int, int]) -> np.ndarray:
+    y0, y1, x0, x1 = box
+    pred, gt = grid.pred[v, :, y0:y1, x0:x1], grid.gt[v, :, y0:y1, x0:x1]
+    rows = [_thumbs(pred, thumb), _thumbs(gt, thumb), _thumbs(_error_maps(pred, gt), thumb)]
     gap = 2
     f_n, th, tw = rows[0].shape[:3]
     out = np.full((3 * th + 2 * gap, f_n * tw + (f_n - 1) * gap, 3), 255, np.uint8)
@@ -114,8 +129,9 @@ def write_report(out: Path, grid: EvalGrid, scores: dict[str, np.ndarray], metri
     (out / "plots").mkdir(parents=True, exist_ok=True)
     (out / "grid").mkdir(exist_ok=True)
     _plots(scores, grid, out / "plots")
+    box = content_box(grid)
     for i, name in enumerate(grid.view_names):
-        Image.fromarray(_view_strip(grid, i, thumb)).save(out / "grid" / f"{name}.png", optimize=True)
+        Image.fromarray(_view_strip(grid, i, thumb, box)).save(out / "grid" / f"{name}.png", optimize=True)
 
     rows = []
     for k, s in metrics["images"].items():
@@ -150,7 +166,8 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left}} img{{max-width:10
 <h2>Per view and per frame</h2>
 <img src="plots/per_view.png" alt="metrics per view"><br><img src="plots/per_frame.png" alt="metrics per frame">
 <h2>Images</h2>
-<p>Each strip: prediction (top), ground truth (middle), error map (bottom); frames left to right.</p>
+<p>Each strip: prediction (top), ground truth (middle), error map (bottom); frames left to right;
+every image cropped to the same box around the object (rows {box[0]}-{box[1]}, columns {box[2]}-{box[3]}).</p>
 <img src="plots/error_scale.png" alt="error colour scale">
 {''.join(strips)}
 </body></html>

@@ -86,7 +86,7 @@ def _notice(notices: list[str], text: str, progress: bool) -> None:
 
 
 def _network_metrics(grid: EvalGrid, opts: EvalOptions, dev: torch.device, folder: str | None,
-                     notices: list[str]) -> tuple[dict[str, np.ndarray], dict]:
+                     notices: list[str], timings: dict[str, float]) -> tuple[dict[str, np.ndarray], dict]:
     from ..metrics import clip_score, lpips
 
     scores: dict[str, np.ndarray] = {}
@@ -102,9 +102,11 @@ def _network_metrics(grid: EvalGrid, opts: EvalOptions, dev: torch.device, folde
         if src is None:
             _notice(notices, f"{label} skipped: no weights (pass {hint}, or --weights DIR)", opts.progress)
             continue
+        t = time.perf_counter()
         net = load(src, device=dev)
         scores[key] = network_scores(net, grid, desc=key, batch=opts.batch, device=dev, progress=opts.progress)
         used[key] = str(src)
+        timings[key] = time.perf_counter() - t
     return scores, used
 
 
@@ -195,10 +197,8 @@ def evaluate(pred: str | os.PathLike, gt: str | os.PathLike, report: str | os.Pa
     t = time.perf_counter()
     scores, capped = pixel_scores(grid, opts.progress)
     timings["psnr_ssim"] = time.perf_counter() - t
-    t = time.perf_counter()
-    net_scores, net_weights = _network_metrics(grid, opts, dev, folder, notices)
+    net_scores, net_weights = _network_metrics(grid, opts, dev, folder, notices, timings)
     scores.update(net_scores)
-    timings["lpips_clip"] = time.perf_counter() - t
     if capped:
         notices.append(f"{capped} image(s) identical to the ground truth: PSNR capped at {PSNR_CAP_DB:g} dB")
     t = time.perf_counter()
