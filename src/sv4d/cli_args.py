@@ -38,6 +38,17 @@ def positive_float(text: str) -> float:
     return v
 
 
+def non_negative_float(text: str) -> float:
+    """A finite number >= 0."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 <= v < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return v
+
+
 def index_list(text: str) -> list[int]:
     """'0,2,3' / '0-20' / '0-20:2' / '1,5-8' -> indices (ranges inclusive, optional step)."""
     out: list[int] = []

@@ -1,0 +1,1 @@
+"""Data: animated 3D assets into multi-view video sets, curation."""
