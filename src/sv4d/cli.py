@@ -7,8 +7,10 @@ import sys
 from pathlib import Path
 
 from .cli_args import positive_int, ratio
+from .cli_curate import add_curate_command
 from .cli_evaluate import add_evaluate_command
 from .cli_fit import add_fit_commands
+from .cli_render_asset import add_render_asset_command
 from .config import PRESETS
 from .errors import Sv4dError
 
@@ -275,6 +277,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.set_defaults(func=_cmd_train_autoencoder)
     add_fit_commands(sub)
     add_evaluate_command(sub)
+    add_render_asset_command(sub)
+    add_curate_command(sub)
     return p
 
 

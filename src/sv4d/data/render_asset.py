@@ -1,0 +1,201 @@
+"""``sv4d render-asset``: an animated glTF/GLB asset -> a multi-view video set.
+
+The clip is posed at every frame time (``data.gltf``), optionally rectified (each frame moved
+so the most static part of the object stays put, ``data.curate.rectify_offsets``), normalised
+once for the whole clip in the conventions of ``shared/data/multiview/README.md``
+(``v_norm = scale * (R_y(yaw) v - center)``: the clip's bounding box centred at the origin
+with its longest side 1), and rasterised from every camera (``data.render``). The set gets
+``rgba/``, ``rgb_white/``, ``cameras.json`` (with the asset, clip, normalisation and render
+settings), optionally ``depth/`` (uint16, camera z * 10000, 0 = background) and
+``geometry.npz`` (the normalised posed vertices of every frame, faces, times).
+
+Times in cameras.json are seconds from the clip's start.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from PIL import Image
+from tqdm.auto import tqdm
+
+from ..errors import Sv4dError
+from ..io.atomic import atomic_folder
+from ..io.multiview import View, orbit_c2w, read_multiview, write_multiview
+from .cameras import adaptive_times, clip_times, fit_distance, static_orbit
+from .render import AssetRenderer, RenderSettings
+
+__all__ = ["AssetRenderOptions", "render_asset", "DEPTH_SCALE"]
+
+DEPTH_SCALE = 10000.0
+
+
+@dataclass
+class AssetRenderOptions:
+    clip: str | int | None = None            # name or index; None: the first clip
+    frames: int = 21                         # frames over the clip (end excluded)
+    adaptive_motion: float | None = None     # adaptive time step instead: min mean vertex motion
+    max_frames: int = 64                     # candidates / cap for the adaptive step
+    views: Sequence[tuple[float, float]] | None = None   # (elevation, azimuth); default: 8-view static orbit
+    distance: float | None = 2.0             # None: the smallest distance that keeps the object inside
+    size: int = 256
+    fov_deg: float = 33.8
+    ssaa: int = 2
+    yaw_deg: float = 90.0
+    depth: bool = False
+    geometry: bool = True
+    rectify: bool = False
+    like: str | None = None                  # take cameras, image size and frame times from a set
+    overwrite: bool = False
+
+
+def _apply(prims, norm: dict, offset: np.ndarray) -> list:
+    """Posed primitives moved by ``offset`` and normalised (positions and normals)."""
+    from dataclasses import replace
+
+    from .gltf import apply_normalisation, yaw_matrix
+
+    r = yaw_matrix(norm["yaw_deg"])
+    out = []
+    for p in prims:
+        pos = apply_normalisation(p.positions + offset, norm)
+        nrm = None if p.normals is None else p.normals @ r.T
+        out.append(replace(p, positions=pos, normals=nrm))
+    return out
+
+
+def _like(path: str) -> tuple[list[tuple[float, float]], float, int, float, np.ndarray]:
+    s = read_multiview(path)
+    if s.intrinsics.width != s.intrinsics.height:
+        raise Sv4dError(f"--like {path}: only square images are supported")
+    az, el = s.angles_deg()
+    dists = [float(np.linalg.norm(v.c2w[:3, 3])) for v in s.views]
+    if max(dists) - min(dists) > 1e-6 * max(dists):
+        raise Sv4dError(f"--like {path}: its cameras are at different distances; render-asset uses one orbit distance")
+    for v, a, e in zip(s.views, az, el):
+        if not np.allclose(v.c2w, orbit_c2w(a, e, dists[0]), atol=1e-6):
+            raise Sv4dError(f"--like {path}: view {v.dir} does not look at the origin from an orbit")
+    return list(zip(el.tolist(), az.tolist())), dists[0], s.intrinsics.width, s.intrinsics.fov_x_deg, s.times
+
+
+def _touches_border(alpha: np.ndarray) -> bool:
+    return bool(alpha[0].any() or alpha[-1].any() or alpha[:, 0].any() or alpha[:, -1].any())
+
+
+def render_asset(asset_path: str | os.PathLike, out: str | os.PathLike, opts: AssetRenderOptions | None = None,
+                 progress: bool = True) -> dict:
+    """Render the asset into the set folder ``out``; returns cameras.json's content plus notices."""
+    from . import gltf
+    from .curate import rectify_offsets, static_track
+
+    opts = opts or AssetRenderOptions()
+    out = Path(out)
+    if out.exists() and not opts.overwrite:
+        raise Sv4dError(f"{out} already exists; pass --overwrite to replace it")
+    t_start = time.perf_counter()
+    asset = gltf.GltfAsset.load(asset_path)
+    clip = asset.clip(opts.clip)
+    notices: list[str] = []
+    views = list(opts.views) if opts.views else static_orbit(8, 0.0)
+    distance, size, fov = opts.distance, opts.size, opts.fov_deg
+    if opts.like:
+        views, distance, size, fov, like_times = _like(opts.like)
+    if clip is None:
+        notices.append(f"{Path(asset_path).name} has no animation: rendered static (one frame)")
+        times = np.zeros(1)
+    elif opts.like:
+        times = clip.start + like_times
+        if times[-1] > clip.end + 1e-6:
+            notices.append(f"the set's frame times run past the clip's end ({clip.end - clip.start:.3f} s): "
+                           "the last pose is held")
+    elif opts.adaptive_motion is not None:
+        times = adaptive_times(lambda t: asset.posed_geometry(t, clip)[0], clip.start, clip.end,
+                               opts.adaptive_motion, opts.max_frames)
+    else:
+        times = clip_times(clip.start, clip.end, opts.frames)
+
+    t0 = time.perf_counter()
+    posed = [asset.pose(float(t), clip) for t in tqdm(times, desc="pose", unit="frame", disable=not progress)]
+    verts = np.stack([np.concatenate([p.positions for p in prims]) for prims in posed])
+    faces = asset.posed_geometry(float(times[0]), clip)[1]
+    offsets = np.zeros((len(times), 3))
+    rectified = None
+    if opts.rectify and len(times) > 1:
+        offsets = rectify_offsets(verts)
+        track_before = static_track(verts)[0]
+        track_after = static_track(verts + offsets[:, None])[0]
+        size_w = float((verts.reshape(-1, 3).max(0) - verts.reshape(-1, 3).min(0)).max())
+        rectified = {"method": "static part re-centred (data.curate.rectify_offsets)",
+                     "offsets_world": offsets.tolist(),
+                     "drift_before": float(np.linalg.norm(track_before - track_before.mean(0), axis=1).max() / size_w),
+                     "drift_after": float(np.linalg.norm(track_after - track_after.mean(0), axis=1).max() / size_w)}
+    moved = verts + offsets[:, None]
+    norm = gltf.normalise_clip(moved, opts.yaw_deg)
+    geometry = gltf.apply_normalisation(moved, norm)
+    if distance is None:
+        distance = fit_distance(geometry.reshape(-1, 3), views, fov)
+        notices.append(f"camera distance {distance:.3f} keeps the object inside every view")
+    t_pose = time.perf_counter() - t0
+
+    settings = RenderSettings(size=size, fov_deg=fov, ssaa=opts.ssaa, depth=opts.depth)
+    cams = [View(i, f"view_{i:02d}", orbit_c2w(az, el, distance), az, el) for i, (el, az) in enumerate(views)]
+    rgba = np.zeros((len(cams), len(times), size, size, 4), np.uint8)
+    depth = np.zeros((len(cams), len(times), size, size), np.float32) if opts.depth else None
+    t0 = time.perf_counter()
+    with AssetRenderer(settings) as renderer, \
+            tqdm(total=len(cams) * len(times), desc="render", unit="image", disable=not progress) as bar:
+        for f, prims in enumerate(posed):
+            renderer.set_geometry(_apply(prims, norm, offsets[f]))
+            for v, cam in enumerate(cams):
+                img, d = renderer.render(cam.c2w)
+                rgba[v, f] = img
+                if depth is not None:
+                    depth[v, f] = d
+                bar.update()
+        render_desc = settings.describe()
+    t_render = time.perf_counter() - t0
+    touching = sum(_touches_border(rgba[v, f, ..., 3]) for v in range(len(cams)) for f in range(len(times)))
+    if touching:
+        notices.append(f"{touching} image(s) have the object touching the border; use --distance auto")
+
+    extra = {
+        "generator": "sv4d render-asset", "asset": Path(asset_path).name,
+        "asset_vertices": int(verts.shape[1]), "asset_triangles": int(len(faces)),
+        "animation": None if clip is None else {"index": clip.index, "name": clip.name,
+                                                "clip_start_s": clip.start, "clip_end_s": clip.end},
+        "frame_rule": ("static" if clip is None else "like" if opts.like else
+                       f"adaptive (min motion {opts.adaptive_motion})" if opts.adaptive_motion is not None
+                       else "count over the clip, end excluded"),
+        "normalization": norm, "rectified": rectified, "render": render_desc,
+        "timing_s": {"posing": round(t_pose, 3), "rasterisation": round(t_render, 3),
+                     "images": int(rgba.shape[0] * rgba.shape[1]),
+                     "per_image_ms": round(1000 * t_render / max(1, rgba.shape[0] * rgba.shape[1]), 1)},
+        "images_touching_border": int(touching),
+        "files": {"rgba": "rgba/view_XX/frame_YYY.png (straight alpha)", "rgb_white": "rgb_white/view_XX/frame_YYY.png",
+                  **({"depth": f"depth/view_XX/frame_YYY.png uint16 = z_camera * {DEPTH_SCALE}, 0 = background"}
+                     if opts.depth else {}),
+                  **({"geometry": "geometry.npz: vertices (F,V,3) float32 normalised, faces (M,3) int32, times (F,)"}
+                     if opts.geometry else {})},
+    }
+    rel_times = times - (clip.start if clip is not None else 0.0)
+    with atomic_folder(out) as tmp:
+        write_multiview(tmp, intrinsics=settings.intrinsics, views=cams, times=rel_times, rgba=rgba,
+                        camera_distance=float(distance), extra=extra, atomic=False, overwrite=True)
+        if depth is not None:
+            for v, cam in enumerate(cams):
+                (tmp / "depth" / cam.dir).mkdir(parents=True)
+                for f in range(len(times)):
+                    z = np.clip(np.round(depth[v, f] * DEPTH_SCALE), 0, 65535).astype(np.uint16)
+                    Image.fromarray(z).save(tmp / "depth" / cam.dir / f"frame_{f:03d}.png")
+        if opts.geometry:
+            np.savez_compressed(tmp / "geometry.npz", vertices=geometry.astype(np.float32),
+                                faces=faces.astype(np.int32), times=rel_times)
+    meta = read_multiview(out).meta
+    meta["notices"] = notices
+    meta["seconds"] = round(time.perf_counter() - t_start, 2)
+    return meta

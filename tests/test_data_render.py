@@ -1,0 +1,178 @@
+"""sv4d render-asset: cameras and times, rasterisation through pyrender/EGL, the written set."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sv4d.cli import main
+from sv4d.data.cameras import adaptive_times, clip_times, dynamic_orbit, fit_distance, parse_views, static_orbit
+from sv4d.errors import Sv4dError
+from sv4d.io.multiview import Intrinsics, orbit_c2w, read_multiview, write_multiview
+
+ASSETS = Path(__file__).parent / "data" / "assets"
+FOX96 = Path(__file__).parents[1] / "examples" / "fox_walk_96"
+
+
+# ---------------------------------------------------------------------------------------------
+# cameras and times (no rendering)
+
+
+def test_orbits_and_view_lists():
+    assert static_orbit(4, 10.0) == [(10.0, 0.0), (10.0, 90.0), (10.0, 180.0), (10.0, 270.0)]
+    dyn = dynamic_orbit(8, 10.0, 20.0)
+    assert [a for _, a in dyn] == [45.0 * k for k in range(8)]
+    assert dyn[2][0] == pytest.approx(30.0) and dyn[6][0] == pytest.approx(-10.0) and dyn[0][0] == pytest.approx(10.0)
+    assert parse_views("0:0, 20:-45") == [(0.0, 0.0), (20.0, 315.0)]
+    for bad in ("0:0:1", "abc", "", "95:0"):
+        with pytest.raises(Sv4dError):
+            parse_views(bad)
+
+
+def test_clip_times_exclude_the_end():
+    t = clip_times(0.0, 0.7083333, 21)
+    assert len(t) == 21 and t[0] == 0.0 and t[1] == pytest.approx(0.7083333 / 21) and t[-1] < 0.7083333
+
+
+def test_adaptive_times_follow_motion():
+    base = np.random.default_rng(0).normal(size=(50, 3)) * 0.5
+
+    def pose(t):  # still for the first half, then moving along +X at 1 unit/s
+        return base + [max(0.0, t - 1.0), 0.0, 0.0]
+
+    times = adaptive_times(pose, 0.0, 2.0, min_motion=0.05, max_frames=40)
+    size = float((base.max(0) - base.min(0)).max())
+    assert times[0] == 0.0
+    assert times[1] > 1.0  # nothing moves before t = 1, so no frame is spent there
+    gaps = np.diff(times[1:])
+    assert np.all(gaps >= 0.05 * size - 1e-9) and np.all(gaps <= 0.05 * size + 2.0 / 40 + 1e-9)
+    assert len(adaptive_times(lambda t: base, 0.0, 2.0, 0.05, 40)) == 1  # a frozen clip: one frame
+
+
+def test_fit_distance_keeps_points_inside_every_view():
+    pts = np.random.default_rng(1).uniform(-0.5, 0.5, size=(400, 3)) * [1.0, 0.4, 0.2]
+    views = static_orbit(6, 0.0) + [(40.0, 30.0)]
+    fov = 30.0
+    d = fit_distance(pts, views, fov, margin=0.05)
+    intr = Intrinsics.from_fov(fov, 100)
+    worst = 0.0
+    for el, az in views:
+        c2w = orbit_c2w(az, el, d)
+        cam = (pts - c2w[:3, 3]) @ c2w[:3, :3]  # OpenGL camera coordinates
+        u = intr.fx * cam[:, 0] / -cam[:, 2] / 50.0
+        v = intr.fy * cam[:, 1] / -cam[:, 2] / 50.0
+        worst = max(worst, float(np.abs(np.concatenate([u, v])).max()))
+    assert worst == pytest.approx(0.95, abs=1e-6)  # just inside, touching the 5 % margin
+    assert fit_distance(pts, views, fov, min_distance=10.0) == 10.0
+
+
+# ---------------------------------------------------------------------------------------------
+# rendering (pyrender on EGL)
+
+
+@pytest.fixture(scope="module")
+def egl():
+    """Skip when this machine cannot open an offscreen OpenGL context (.ci/run installs Mesa EGL)."""
+    from sv4d.data.render import AssetRenderer, RenderSettings
+
+    try:
+        AssetRenderer(RenderSettings(size=8, ssaa=1)).close()
+    except Sv4dError as e:
+        pytest.skip(str(e))
+
+
+def _project(points: np.ndarray, c2w: np.ndarray, intr: Intrinsics) -> np.ndarray:
+    cv = c2w @ np.diag([1.0, -1.0, -1.0, 1.0])  # OpenCV camera, as cameras.json's c2w_opencv
+    cam = (points - cv[:3, 3]) @ cv[:3, :3]
+    return np.stack([intr.fx * cam[:, 0] / cam[:, 2] + intr.cx, intr.fy * cam[:, 1] / cam[:, 2] + intr.cy], -1)
+
+
+@pytest.fixture(scope="module")
+def box_set(egl, tmp_path_factory):
+    out = tmp_path_factory.mktemp("render") / "box"
+    assert main(["render-asset", str(ASSETS / "BoxAnimated.gltf"), "--out", str(out), "--frames", "4",
+                 "--views", "0:0,0:90,30:200", "--size", "48", "--depth", "-q"]) == 0
+    return out
+
+
+def test_rendered_set_follows_the_conventions(box_set):
+    s = read_multiview(box_set)
+    assert s.num_views == 3 and s.num_frames == 4 and s.intrinsics.width == 48
+    assert s.meta["animation"]["name"] is not None and s.meta["generator"] == "sv4d render-asset"
+    assert s.times[0] == 0.0 and s.times[1] == pytest.approx(s.meta["animation"]["clip_end_s"] / 4, rel=1e-6)
+    geo = np.load(box_set / "geometry.npz")
+    v = geo["vertices"]
+    assert v.shape[0] == 4 and v.shape[2] == 3 and np.allclose(geo["times"], s.times)
+    lo, hi = v.reshape(-1, 3).min(0), v.reshape(-1, 3).max(0)
+    assert np.all(lo >= -0.5 - 1e-5) and np.all(hi <= 0.5 + 1e-5)
+    assert np.isclose((hi - lo).max(), 1.0, atol=1e-5)  # the clip fills the unit cube
+    assert np.allclose((hi + lo) / 2, 0.0, atol=1e-5)
+    norm = s.meta["normalization"]
+    assert norm["yaw_deg"] == 90.0 and norm["scale"] > 0
+    # the box moves: frames differ
+    assert np.abs(v[0] - v[2]).max() > 0.01
+
+
+def test_posed_geometry_projects_inside_the_rendered_alpha(box_set):
+    s = read_multiview(box_set)
+    v = np.load(box_set / "geometry.npz")["vertices"]
+    total = inside = 0
+    for vi, view in enumerate(s.views):
+        for f in range(s.num_frames):
+            alpha = s.load_image(vi, f, "rgba")[..., 3] > 0
+            grown = alpha.copy()  # dilate the mask by 1 px
+            grown[1:] |= alpha[:-1]
+            grown[:-1] |= alpha[1:]
+            grown[:, 1:] |= alpha[:, :-1]
+            grown[:, :-1] |= alpha[:, 1:]
+            uv = np.floor(_project(v[f].astype(np.float64), view.c2w, s.intrinsics)).astype(int)
+            ok = (uv[:, 0] >= 0) & (uv[:, 0] < 48) & (uv[:, 1] >= 0) & (uv[:, 1] < 48)
+            assert ok.all()
+            inside += grown[uv[:, 1], uv[:, 0]].sum()
+            total += len(uv)
+    assert inside / total > 0.99
+    # alpha is anti-aliased coverage, not a hard mask
+    a = np.stack([s.load_image(0, f, "rgba")[..., 3] for f in range(s.num_frames)])
+    assert ((a > 0) & (a < 255)).any() and (a == 255).any()
+
+
+def test_depth_is_camera_z(box_set):
+    s = read_multiview(box_set)
+    from PIL import Image
+
+    d = np.asarray(Image.open(box_set / "depth" / "view_00" / "frame_000.png")).astype(np.float64) / 10000.0
+    a = s.load_image(0, 0, "rgba")[..., 3]
+    assert (d[a == 0] == 0).all() and (d[a == 255] > 0).all()
+    # the camera is 2 units from the origin and the object lies inside the unit cube
+    assert 2.0 - 0.9 < d[a == 255].min() and d[a == 255].max() < 2.0 + 0.9
+
+
+def test_fox_walk_like_the_reference_set(egl, tmp_path):
+    """Same cameras and times as the shipped fox_walk copy give images of the same fox in the same place."""
+    ref = read_multiview(FOX96)
+    views = [0, 3, 10]
+    frames = list(range(ref.num_frames))
+    sub = write_multiview(tmp_path / "ref", intrinsics=ref.intrinsics, views=[ref.views[i] for i in views],
+                          times=ref.times, camera_distance=ref.camera_distance,
+                          rgba=np.stack([ref.load_view(v, "rgba") for v in views]))
+    out = tmp_path / "fox"
+    assert main(["render-asset", str(ASSETS / "Fox.glb"), "--clip", "Walk", "--like", str(sub), "--out", str(out),
+                 "-q"]) == 0
+    mine, sub = read_multiview(out), read_multiview(sub)
+    assert mine.intrinsics == ref.intrinsics and np.allclose(mine.times, ref.times)
+    for i in range(len(views)):
+        assert np.allclose(mine.views[i].c2w, ref.views[views[i]].c2w, atol=1e-9)
+    ious, diffs = [], []
+    for vi in range(len(views)):
+        for fi in frames:
+            a, b = mine.load_image(vi, fi, "rgba"), sub.load_image(vi, fi, "rgba")
+            ma, mb = a[..., 3] > 127, b[..., 3] > 127
+            ious.append((ma & mb).sum() / (ma | mb).sum())
+            both = ma & mb
+            diffs.append(np.abs(a[both][:, :3].astype(int) - b[both][:, :3].astype(int)).mean())
+    assert min(ious) > 0.9 and np.mean(ious) > 0.95, (min(ious), np.mean(ious))
+    assert np.mean(diffs) < 4, np.mean(diffs)
