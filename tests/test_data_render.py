@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import math
 from pathlib import Path
 
 import numpy as np
@@ -176,3 +174,100 @@ def test_fox_walk_like_the_reference_set(egl, tmp_path):
             diffs.append(np.abs(a[both][:, :3].astype(int) - b[both][:, :3].astype(int)).mean())
     assert min(ious) > 0.9 and np.mean(ious) > 0.95, (min(ious), np.mean(ious))
     assert np.mean(diffs) < 4, np.mean(diffs)
+
+
+def test_asset_without_animation_renders_static(egl, tmp_path, capsys):
+    from sv4d.fit.export import Mesh, write_glb
+
+    v = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]], float) - 0.25
+    f = np.array([[0, 2, 1], [0, 1, 3], [0, 3, 2], [1, 2, 3]])
+    write_glb(tmp_path / "tet.glb", [Mesh(v, f, colors=np.full((4, 3), 0.7))])
+    assert main(["render-asset", str(tmp_path / "tet.glb"), "--out", str(tmp_path / "tet"), "--size", "32",
+                 "--num-views", "3"]) == 0
+    assert "no animation: rendered static" in capsys.readouterr().err
+    s = read_multiview(tmp_path / "tet")
+    assert s.num_frames == 1 and s.num_views == 3 and s.meta["animation"] is None
+    assert (s.load_image(0, 0, "rgba")[..., 3] > 0).any()
+
+
+def test_bad_input_is_a_clear_error(egl, tmp_path, capsys):
+    (tmp_path / "notes.glb").write_text("not a model")
+    assert main(["render-asset", str(tmp_path / "notes.glb"), "--out", str(tmp_path / "a"), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "sv4d: error:" in err and "Traceback" not in err
+    assert main(["render-asset", str(ASSETS / "Fox.glb"), "--clip", "Dance", "--out", str(tmp_path / "b"), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "Dance" in err and "Walk" in err and "Survey" in err
+    assert main(["render-asset", str(ASSETS / "Fox.glb"), "--views", "0:0", "--like", str(FOX96),
+                 "--out", str(tmp_path / "c"), "-q"]) == 2
+    assert not any(p.name in ("a", "b", "c") for p in tmp_path.iterdir())
+    assert main(["render-asset", str(ASSETS / "Fox.glb"), "--list-clips"]) == 0
+    assert "'Walk' 0.708 s" in capsys.readouterr().out
+
+
+def _walker(path: Path) -> Path:
+    """A tetrahedron that walks 3 units along +Z (its glTF front) in 1 s, bobbing up and down."""
+    from test_data_gltf import _f, _write_gltf
+
+    arrays = [
+        _f([[0], [0.25], [0.5], [0.75], [1.0]], "SCALAR"),
+        _f([[0, 0, 0], [0, 0.1, 0.75], [0, 0, 1.5], [0, 0.1, 2.25], [0, 0, 3]], "VEC3"),
+        _f([[0, 0, 0], [0.4, 0, 0], [0, 0.4, 0], [0, 0, 0.4]], "VEC3"),
+    ]
+    arrays[1][1].update(min=[0, 0, 0], max=[0, 0.1, 3])
+    doc = {"scene": 0, "scenes": [{"nodes": [0]}], "nodes": [{"mesh": 0}],
+           "meshes": [{"primitives": [{"attributes": {"POSITION": 2}}]}],
+           "animations": [{"name": "walk", "samplers": [{"input": 0, "output": 1}],
+                           "channels": [{"sampler": 0, "target": {"node": 0, "path": "translation"}}]}]}
+    return _write_gltf(path, doc, arrays)
+
+
+def test_rectify_adaptive_and_auto_distance(egl, tmp_path):
+    walker = _walker(tmp_path / "walker.gltf")
+    plain, fixed = tmp_path / "plain", tmp_path / "fixed"
+    for out, extra in ((plain, []), (fixed, ["--rectify"])):
+        assert main(["render-asset", str(walker), "--out", str(out), "--frames", "8", "--num-views", "2",
+                     "--size", "32", "-q", *extra]) == 0
+    rect = read_multiview(fixed).meta["rectified"]
+    assert rect["drift_before"] > 0.3 and rect["drift_after"] < 1e-6
+    g_plain, g_fixed = np.load(plain / "geometry.npz")["vertices"], np.load(fixed / "geometry.npz")["vertices"]
+    assert np.ptp(g_plain.mean(1)[:, 0], 0) > 0.5   # walks across the normalised cube along +X (yaw 90)
+    assert np.ptp(g_fixed.mean(1), 0).max() < 1e-6  # rectified: stays put
+    assert read_multiview(plain).meta["rectified"] is None
+
+    out = tmp_path / "box"
+    assert main(["render-asset", str(ASSETS / "BoxAnimated.gltf"), "--out", str(out), "--adaptive", "0.2",
+                 "--max-frames", "24", "--distance", "auto", "--orbit", "dynamic", "--num-views", "4",
+                 "--size", "32", "-q"]) == 0
+    s = read_multiview(out)
+    assert 2 <= s.num_frames < 24 and s.meta["frame_rule"].startswith("adaptive")
+    el = [v.elevation_deg for v in s.views]
+    assert max(el) - min(el) > 30  # the dynamic orbit swings +-20 deg
+    assert s.meta["images_touching_border"] == 0
+    # auto: as close as the margin allows, so the object fills most of some image
+    extent = max(np.ptp(np.nonzero(s.load_image(v, f, "rgba")[..., 3])[0]) for v in range(4) for f in range(s.num_frames))
+    assert extent >= 0.7 * 32
+
+
+def test_rendered_sets_feed_the_training_reader(box_set):
+    from sv4d.train.data import MultiViewWindows
+
+    ds = MultiViewWindows([box_set], num_frames=2, num_views=2, image_size=32, mode="mixed", static_prob=0.5,
+                          samples_per_epoch=12)
+    sample = ds[0]
+    assert sample.frames.shape == (2, 3, 32, 32) and sample.target.shape == (4, 3, 32, 32)
+    kinds = {ds[i].static for i in range(12)}
+    assert kinds == {True, False}
+
+
+def test_curation_drops_a_dark_render_of_a_real_asset(egl, tmp_path):
+    from sv4d.data.curate import curate
+
+    for name, extra in (("fox", []), ("fox_dark", ["--light-scale", "0.02"])):
+        assert main(["render-asset", str(ASSETS / "Fox.glb"), "--clip", "Walk", "--frames", "6", "--num-views", "3",
+                     "--size", "48", "--out", str(tmp_path / name), "-q", *extra]) == 0
+    r = curate([tmp_path / "fox", tmp_path / "fox_dark"], tmp_path / "report", progress=False)
+    by = {Path(s["path"]).name: s for s in r["sets"]}
+    assert by["fox"]["keep"], by["fox"]["reasons"]
+    assert not by["fox_dark"]["keep"] and len(by["fox_dark"]["reasons"]) == 1
+    assert by["fox_dark"]["reasons"][0].startswith("dark lighting")

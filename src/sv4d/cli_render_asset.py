@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .cli_args import positive_float, positive_int
+from .cli_args import non_negative_float, positive_float, positive_int
 from .errors import Sv4dError
 
 
@@ -42,6 +42,7 @@ def _cmd_render_asset(args: argparse.Namespace) -> int:
     opts = AssetRenderOptions(clip=args.clip, frames=args.frames, adaptive_motion=args.adaptive,
                               max_frames=args.max_frames, views=views, distance=args.distance, size=args.size,
                               fov_deg=args.fov, ssaa=args.ssaa, yaw_deg=args.yaw, depth=args.depth,
+                              light_scale=args.light_scale,
                               geometry=not args.no_geometry, rectify=args.rectify, like=args.like,
                               overwrite=args.overwrite)
     meta = render_asset(args.asset, out, opts, progress=not args.quiet)
@@ -92,6 +93,8 @@ def add_render_asset_command(sub: "argparse._SubParsersAction") -> None:
     r.add_argument("--size", type=positive_int, default=256, help="image size in pixels (default 256)")
     r.add_argument("--ssaa", type=positive_int, default=2, help="supersampling factor (default 2)")
     r.add_argument("--yaw", type=float, default=90.0, help="turn about +Y before normalising, degrees (default 90)")
+    r.add_argument("--light-scale", type=non_negative_float, default=1.0,
+                   help="multiply the ambient term and every light (e.g. 0.1 for a dark render; default 1)")
     r.add_argument("--depth", action="store_true", help="also write depth/ (uint16, camera z x 10000)")
     r.add_argument("--no-geometry", action="store_true", help="skip geometry.npz")
     r.add_argument("--rectify", action="store_true",

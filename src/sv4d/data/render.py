@@ -45,15 +45,17 @@ class RenderSettings:
     znear: float = 0.01
     zfar: float = 12.0
     depth: bool = False
+    light_scale: float = 1.0          # multiplies the ambient term and every light
 
     @property
     def intrinsics(self) -> Intrinsics:
         return Intrinsics.from_fov(self.fov_deg, self.size)
 
     def describe(self) -> dict:
+        k = self.light_scale
         return {"renderer": f"pyrender {_pyrender().__version__}, PYOPENGL_PLATFORM={os.environ.get('PYOPENGL_PLATFORM')}",
-                "ssaa": self.ssaa, "msaa": 4, "shading": "lit", "ambient": self.ambient,
-                "lights": [{"type": "directional", "from_elevation_deg": e, "from_azimuth_deg": a, "intensity": i}
+                "ssaa": self.ssaa, "msaa": 4, "shading": "lit", "ambient": self.ambient * k,
+                "lights": [{"type": "directional", "from_elevation_deg": e, "from_azimuth_deg": a, "intensity": i * k}
                            for e, a, i in self.lights],
                 "roughness_override": self.roughness, "metallic_override": self.metallic,
                 "background": "transparent (alpha 0); rgb_white composited over white"}
@@ -98,11 +100,14 @@ class AssetRenderer:
         self._pr = pr
         big = settings.size * settings.ssaa
         intr = settings.intrinsics.scaled(big, big)
-        self._scene = pr.Scene(bg_color=[0.0, 0.0, 0.0, 0.0], ambient_light=[settings.ambient] * 3)
+        if not settings.light_scale >= 0:
+            raise Sv4dError(f"the light scale must be >= 0, got {settings.light_scale}")
+        self._scene = pr.Scene(bg_color=[0.0, 0.0, 0.0, 0.0], ambient_light=[settings.ambient * settings.light_scale] * 3)
         cam = pr.IntrinsicsCamera(intr.fx, intr.fy, intr.cx, intr.cy, znear=settings.znear, zfar=settings.zfar)
         self._cam = self._scene.add(cam, pose=np.eye(4))
         for el, az, intensity in settings.lights:
-            self._scene.add(pr.DirectionalLight(color=np.ones(3), intensity=intensity), pose=orbit_c2w(az, el, 1.0))
+            self._scene.add(pr.DirectionalLight(color=np.ones(3), intensity=intensity * settings.light_scale),
+                            pose=orbit_c2w(az, el, 1.0))
         self._mesh_nodes: list = []
         self._materials: dict[int, object] = {}
         try:

@@ -48,6 +48,7 @@ class AssetRenderOptions:
     ssaa: int = 2
     yaw_deg: float = 90.0
     depth: bool = False
+    light_scale: float = 1.0                 # < 1 darker, > 1 brighter (all lights and ambient)
     geometry: bool = True
     rectify: bool = False
     like: str | None = None                  # take cameras, image size and frame times from a set
@@ -138,11 +139,12 @@ def render_asset(asset_path: str | os.PathLike, out: str | os.PathLike, opts: As
     norm = gltf.normalise_clip(moved, opts.yaw_deg)
     geometry = gltf.apply_normalisation(moved, norm)
     if distance is None:
-        distance = fit_distance(geometry.reshape(-1, 3), views, fov)
+        # 5 % of the half-width free, and at least 3 pixels' worth for the anti-aliased edge
+        distance = fit_distance(geometry.reshape(-1, 3), views, fov, margin=max(0.05, 6.0 / size))
         notices.append(f"camera distance {distance:.3f} keeps the object inside every view")
     t_pose = time.perf_counter() - t0
 
-    settings = RenderSettings(size=size, fov_deg=fov, ssaa=opts.ssaa, depth=opts.depth)
+    settings = RenderSettings(size=size, fov_deg=fov, ssaa=opts.ssaa, depth=opts.depth, light_scale=opts.light_scale)
     cams = [View(i, f"view_{i:02d}", orbit_c2w(az, el, distance), az, el) for i, (el, az) in enumerate(views)]
     rgba = np.zeros((len(cams), len(times), size, size, 4), np.uint8)
     depth = np.zeros((len(cams), len(times), size, size), np.float32) if opts.depth else None
