@@ -321,7 +321,7 @@ class Thresholds:
 
 
 def _g(x: float) -> str:
-    return f"{x:.3g}"
+    return "0" if abs(x) < 1e-9 else f"{x:.3g}"
 
 
 def verdict(measures: dict, thresholds: Thresholds | None = None) -> tuple[bool, list[str]]:
