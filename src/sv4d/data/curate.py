@@ -56,6 +56,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from ..errors import Sv4dError
+from ..io.jsonable import jsonable
 from ..io.atomic import atomic_folder
 from ..io.multiview import MultiViewSet, composite_white, read_multiview
 
@@ -357,18 +358,6 @@ def verdict(measures: dict, thresholds: Thresholds | None = None) -> tuple[bool,
 
 # ----------------------------------------------------------------------------------- report
 
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, (np.generic,)):
-        x = x.item()
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x
-
-
 def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name)[:60] or "set"
 
@@ -491,7 +480,7 @@ def curate(sets: Sequence[str | os.PathLike], report_dir: str | os.PathLike, thr
             "settings": {"static_fraction": float(fraction), "keyframes": int(keyframes), "thumb": int(thumb)},
             "sets": entries,
         }
-        result = _jsonable(result)
+        result = jsonable(result)
         (tmp / "curation.json").write_text(json.dumps(result, indent=1, allow_nan=False) + "\n")
         (tmp / "index.html").write_text(_html(result), encoding="utf-8")
     return result

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 import sys
 import time
@@ -16,6 +15,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..errors import Sv4dError
+from ..io.jsonable import jsonable
 from ..io.atomic import atomic_folder
 from ..metrics import fvd as fvd_mod
 from .geometry import chamfer_per_frame, load_geometry
@@ -162,16 +162,6 @@ def _geometry(gt_path: str | os.PathLike, grid: EvalGrid, opts: EvalOptions, not
             "mean": {k: float(np.mean([r[k] for r in rows])) for k in keys}}
 
 
-def _jsonable(x):
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    if isinstance(x, dict):
-        return {k: _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    return x
-
-
 def evaluate(pred: str | os.PathLike, gt: str | os.PathLike, report: str | os.PathLike,
              opts: EvalOptions | None = None) -> dict:
     """Score ``pred`` against ``gt`` and write the report folder; returns metrics.json's content."""
@@ -235,5 +225,5 @@ def evaluate(pred: str | os.PathLike, gt: str | os.PathLike, report: str | os.Pa
         write_report(tmp, grid, scores, metrics, thumb=opts.thumb)
         timings["total"] = time.perf_counter() - t0
         metrics["seconds"] = {k: round(v, 3) for k, v in timings.items()}
-        (tmp / "metrics.json").write_text(json.dumps(_jsonable(metrics), indent=1), encoding="utf-8")
+        (tmp / "metrics.json").write_text(json.dumps(jsonable(metrics), indent=1), encoding="utf-8")
     return metrics

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import glob
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -233,7 +232,7 @@ class Trainer:
         from PIL import Image
 
         mc = self.model.cfg
-        T, V, S = mc.num_frames, mc.num_views, mc.image_size
+        T, V = mc.num_frames, mc.num_views
         batch = collate([self.dataset[0]])
         dev = self.acc.device
         g = _generator(self.cfg.seed, -1)
