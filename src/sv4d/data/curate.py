@@ -153,8 +153,9 @@ def rectify_offsets(vertices: Any, fraction: float = 0.3) -> np.ndarray:
     return track.mean(axis=0) - track
 
 
-def _drift(v: np.ndarray, fraction: float) -> tuple[float, float]:
-    """(drift, drift_after) of vertices (F, N, 3), in object sizes (module docstring)."""
+def drift(v: np.ndarray, fraction: float = 0.3) -> tuple[float, float]:
+    """(drift, drift_after) of vertices (F, N, 3), in object sizes: the static track's largest
+    distance from its mean, and the bounding-box centre's after :func:`rectify_offsets`."""
     track, _ = static_track(v, fraction)
     size = float(np.ptp(v.reshape(-1, 3), axis=0).max())
     drift = float(np.linalg.norm(track - track.mean(0), axis=1).max()) / size if size > 0 else 0.0
@@ -253,11 +254,11 @@ def _measure(ms: MultiViewSet, fraction: float, keyframes: int, thumb: int | Non
         if thumb and v in thumb_views:
             views_row.append(_thumb(composite_white(rgba[0]), thumb))
     geometry = ms.root / "geometry.npz"
-    drift = after = None
+    drift_value = after = None
     if geometry.is_file():
-        drift, after = _drift(_load_geometry(geometry), fraction)
+        drift_value, after = drift(_load_geometry(geometry), fraction)
     measures = {
-        "drift": drift,
+        "drift": drift_value,
         "drift_after": after,
         "rectified": ms.meta.get("rectified"),
         "scale_ratio": float(np.median(ratios)),

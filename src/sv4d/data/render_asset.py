@@ -92,7 +92,7 @@ def render_asset(asset_path: str | os.PathLike, out: str | os.PathLike, opts: As
                  progress: bool = True) -> dict:
     """Render the asset into the set folder ``out``; returns cameras.json's content plus notices."""
     from . import gltf
-    from .curate import rectify_offsets, static_track
+    from .curate import drift, rectify_offsets
 
     opts = opts or AssetRenderOptions()
     out = Path(out)
@@ -128,13 +128,10 @@ def render_asset(asset_path: str | os.PathLike, out: str | os.PathLike, opts: As
     rectified = None
     if opts.rectify and len(times) > 1:
         offsets = rectify_offsets(verts)
-        track_before = static_track(verts)[0]
-        track_after = static_track(verts + offsets[:, None])[0]
-        size_w = float((verts.reshape(-1, 3).max(0) - verts.reshape(-1, 3).min(0)).max())
+        before, bbox_after = drift(verts)
         rectified = {"method": "static part re-centred (data.curate.rectify_offsets)",
-                     "offsets_world": offsets.tolist(),
-                     "drift_before": float(np.linalg.norm(track_before - track_before.mean(0), axis=1).max() / size_w),
-                     "drift_after": float(np.linalg.norm(track_after - track_after.mean(0), axis=1).max() / size_w)}
+                     "offsets_world": offsets.tolist(), "drift_before": before,
+                     "drift_after": drift(verts + offsets[:, None])[0], "bbox_centre_drift_after": bbox_after}
     moved = verts + offsets[:, None]
     norm = gltf.normalise_clip(moved, opts.yaw_deg)
     geometry = gltf.apply_normalisation(moved, norm)
