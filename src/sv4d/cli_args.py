@@ -8,45 +8,33 @@ import json
 from .errors import Sv4dError
 
 
-def positive_int(text: str) -> int:
+def _number(text: str, cast: type, ok, rule: str) -> float | int:
+    """``cast(text)`` if ``ok`` holds for it, else an argparse error saying ``rule`` and echoing ``text``."""
     try:
-        v = int(text)
+        v = cast(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {v}")
+        kind = "a whole number" if cast is int else "a number"
+        raise argparse.ArgumentTypeError(f"expected {kind}, got {text!r}") from None
+    if not ok(v):
+        raise argparse.ArgumentTypeError(f"{rule}, got {text}")
     return v
+
+
+def positive_int(text: str) -> int:
+    return _number(text, int, lambda v: v >= 1, "must be at least 1")
 
 
 def ratio(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0.05 <= v <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be between 0.05 and 1, got {v}")
-    return v
+    return _number(text, float, lambda v: 0.05 <= v <= 1.0, "must be between 0.05 and 1")
 
 
 def positive_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not v > 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
-    return v
+    return _number(text, float, lambda v: v > 0, "must be positive")
 
 
 def non_negative_float(text: str) -> float:
     """A finite number >= 0."""
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0 <= v < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
-    return v
+    return _number(text, float, lambda v: 0 <= v < float("inf"), "must be a finite number >= 0")
 
 
 def index_list(text: str) -> list[int]:

@@ -57,6 +57,7 @@ from tqdm.auto import tqdm
 
 from ..errors import Sv4dError
 from ..io.jsonable import jsonable
+from ..io.thumbnails import thumbnail, tile
 from ..io.atomic import atomic_folder
 from ..io.multiview import MultiViewSet, composite_white, read_multiview
 
@@ -178,6 +179,11 @@ def _load_geometry(path: Path) -> np.ndarray:
 
 # ----------------------------------------------------------------------------------- images
 
+def touches_border(alpha: np.ndarray) -> np.ndarray:
+    """(..., H, W) masks -> (...) bool: the mask has a pixel in the first or last row or column."""
+    return alpha[..., 0, :].any(-1) | alpha[..., -1, :].any(-1) | alpha[..., :, 0].any(-1) | alpha[..., :, -1].any(-1)
+
+
 def _keyframes(n: int, count: int) -> np.ndarray:
     return np.unique(np.round(np.linspace(0, n - 1, min(n, max(1, count)))).astype(int))
 
@@ -204,28 +210,6 @@ def _motion(rgba: np.ndarray, keys: np.ndarray) -> float:
     return best
 
 
-def _thumb(image: np.ndarray, size: int) -> np.ndarray:
-    h, w = image.shape[:2]
-    s = min(1.0, size / max(h, w))
-    im = Image.fromarray(image)
-    if s < 1.0:
-        im = im.resize((max(1, round(w * s)), max(1, round(h * s))), Image.LANCZOS)
-    return np.asarray(im)
-
-
-def _strip(rows: list[list[np.ndarray]], gap: int = 2) -> np.ndarray:
-    """Images (h, w, 3) in rows -> one white-backed (H, W, 3) uint8 picture."""
-    th = max(im.shape[0] for row in rows for im in row)
-    tw = max(im.shape[1] for row in rows for im in row)
-    cols = max(len(row) for row in rows)
-    out = np.full((len(rows) * (th + gap) - gap, cols * (tw + gap) - gap, 3), 255, np.uint8)
-    for r, row in enumerate(rows):
-        for c, im in enumerate(row):
-            y, x = r * (th + gap), c * (tw + gap)
-            out[y:y + im.shape[0], x:x + im.shape[1]] = im
-    return out
-
-
 def _measure(ms: MultiViewSet, fraction: float, keyframes: int, thumb: int | None
              ) -> tuple[dict, np.ndarray | None]:
     n_v, n_f = ms.num_views, ms.num_frames
@@ -246,13 +230,12 @@ def _measure(ms: MultiViewSet, fraction: float, keyframes: int, thumb: int | Non
         y = rgba[..., :3].astype(np.float32) @ (_LUMA / np.float32(255.0))
         luma_sum += float((a * y).sum(dtype=np.float64))
         alpha_sum += float(a.sum(dtype=np.float64))
-        on_edge = (alpha[:, 0].any(-1) | alpha[:, -1].any(-1) | alpha[:, :, 0].any(-1) | alpha[:, :, -1].any(-1))
-        border += int(on_edge.sum())
+        border += int(touches_border(alpha).sum())
         empty += int((~alpha.reshape(n_f, -1).any(-1)).sum())
         if thumb and v == 0:
-            frames_row = [_thumb(composite_white(rgba[i]), thumb) for i in _keyframes(n_f, 5)]
+            frames_row = [thumbnail(composite_white(rgba[i]), thumb) for i in _keyframes(n_f, 5)]
         if thumb and v in thumb_views:
-            views_row.append(_thumb(composite_white(rgba[0]), thumb))
+            views_row.append(thumbnail(composite_white(rgba[0]), thumb))
     geometry = ms.root / "geometry.npz"
     drift_value = after = None
     if geometry.is_file():
@@ -275,7 +258,7 @@ def _measure(ms: MultiViewSet, fraction: float, keyframes: int, thumb: int | Non
         "static_fraction": float(fraction),
         "alpha": "rgba" if ms.has_rgba else f"estimated from rgb_white (a channel < {_WHITE_CUT})",
     }
-    strip = _strip([frames_row, views_row]) if thumb else None
+    strip = tile([frames_row, views_row]) if thumb else None
     return measures, strip
 
 

@@ -857,13 +857,17 @@ class GltfAsset:
 
     def posed_geometry(self, t: float, clip: Clip | None) -> tuple[np.ndarray, np.ndarray]:
         """All primitives' positions concatenated (N, 3) and their triangles re-indexed (M, 3)."""
-        prims = self.pose(t, clip)
-        if not prims:
-            return np.zeros((0, 3)), np.zeros((0, 3), np.int64)
-        offsets = np.cumsum([0] + [len(p.positions) for p in prims[:-1]])
-        verts = np.concatenate([p.positions for p in prims])
-        faces = np.concatenate([p.indices + o for p, o in zip(prims, offsets)]).astype(np.int64)
-        return verts, faces
+        return merge_primitives(self.pose(t, clip))
+
+
+def merge_primitives(prims: list[PosedPrimitive]) -> tuple[np.ndarray, np.ndarray]:
+    """Posed primitives' positions concatenated (N, 3) and their triangles re-indexed (M, 3)."""
+    if not prims:
+        return np.zeros((0, 3)), np.zeros((0, 3), np.int64)
+    offsets = np.cumsum([0] + [len(p.positions) for p in prims[:-1]])
+    verts = np.concatenate([p.positions for p in prims])
+    faces = np.concatenate([p.indices + o for p, o in zip(prims, offsets)]).astype(np.int64)
+    return verts, faces
 
 
 # ---------------------------------------------------------------------------------------------

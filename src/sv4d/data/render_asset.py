@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -27,7 +27,10 @@ from tqdm.auto import tqdm
 from ..errors import Sv4dError
 from ..io.atomic import atomic_folder
 from ..io.multiview import View, orbit_c2w, read_multiview, write_multiview
+from . import gltf
 from .cameras import adaptive_times, clip_times, fit_distance, static_orbit
+from .curate import drift, rectify_offsets, touches_border
+from .gltf import apply_normalisation, yaw_matrix
 from .render import AssetRenderer, RenderSettings
 
 __all__ = ["AssetRenderOptions", "render_asset", "DEPTH_SCALE"]
@@ -57,10 +60,6 @@ class AssetRenderOptions:
 
 def _apply(prims, norm: dict, offset: np.ndarray) -> list:
     """Posed primitives moved by ``offset`` and normalised (positions and normals)."""
-    from dataclasses import replace
-
-    from .gltf import apply_normalisation, yaw_matrix
-
     r = yaw_matrix(norm["yaw_deg"])
     out = []
     for p in prims:
@@ -84,16 +83,9 @@ def _like(path: str) -> tuple[list[tuple[float, float]], float, int, float, np.n
     return list(zip(el.tolist(), az.tolist())), dists[0], s.intrinsics.width, s.intrinsics.fov_x_deg, s.times
 
 
-def _touches_border(alpha: np.ndarray) -> bool:
-    return bool(alpha[0].any() or alpha[-1].any() or alpha[:, 0].any() or alpha[:, -1].any())
-
-
 def render_asset(asset_path: str | os.PathLike, out: str | os.PathLike, opts: AssetRenderOptions | None = None,
                  progress: bool = True) -> dict:
     """Render the asset into the set folder ``out``; returns cameras.json's content plus notices."""
-    from . import gltf
-    from .curate import drift, rectify_offsets
-
     opts = opts or AssetRenderOptions()
     out = Path(out)
     if out.exists() and not opts.overwrite:
@@ -122,8 +114,8 @@ def render_asset(asset_path: str | os.PathLike, out: str | os.PathLike, opts: As
 
     t0 = time.perf_counter()
     posed = [asset.pose(float(t), clip) for t in tqdm(times, desc="pose", unit="frame", disable=not progress)]
-    verts = np.stack([np.concatenate([p.positions for p in prims]) for prims in posed])
-    faces = asset.posed_geometry(float(times[0]), clip)[1]
+    merged = [gltf.merge_primitives(prims) for prims in posed]
+    verts, faces = np.stack([m[0] for m in merged]), merged[0][1]
     offsets = np.zeros((len(times), 3))
     rectified = None
     if opts.rectify and len(times) > 1:
@@ -134,7 +126,7 @@ def render_asset(asset_path: str | os.PathLike, out: str | os.PathLike, opts: As
                      "drift_after": drift(verts + offsets[:, None])[0], "bbox_centre_drift_after": bbox_after}
     moved = verts + offsets[:, None]
     norm = gltf.normalise_clip(moved, opts.yaw_deg)
-    geometry = gltf.apply_normalisation(moved, norm)
+    geometry = apply_normalisation(moved, norm)
     if distance is None:
         # 5 % of the half-width free, and at least 3 pixels' worth for the anti-aliased edge
         distance = fit_distance(geometry.reshape(-1, 3), views, fov, margin=max(0.05, 6.0 / size))
@@ -158,7 +150,7 @@ def render_asset(asset_path: str | os.PathLike, out: str | os.PathLike, opts: As
                 bar.update()
         render_desc = settings.describe()
     t_render = time.perf_counter() - t0
-    touching = sum(_touches_border(rgba[v, f, ..., 3]) for v in range(len(cams)) for f in range(len(times)))
+    touching = int(touches_border(rgba[..., 3]).sum())
     if touching:
         notices.append(f"{touching} image(s) have the object touching the border; use --distance auto")
 

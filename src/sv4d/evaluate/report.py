@@ -21,10 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from PIL import Image
 
+from ..io.thumbnails import thumbnail, tile
 from .grid import EvalGrid
 
 __all__ = ["ERROR_MAX", "write_report"]
@@ -34,18 +33,6 @@ _LABELS = {"psnr": "PSNR (dB)", "ssim": "SSIM", "mse": "MSE", "iou": "mask IoU",
            "clip_s": "CLIP-S"}
 _BETTER = {"psnr": "higher", "ssim": "higher", "mse": "lower", "iou": "higher", "lpips": "lower",
            "clip_s": "higher", "fvd": "lower", "chamfer": "lower"}
-
-
-def _thumbs(images: np.ndarray, size: int) -> np.ndarray:
-    """(N, H, W, C) uint8 -> (N, s, s', C) uint8 with the longer side ``size`` (never enlarged)."""
-    h, w = images.shape[1:3]
-    scale = min(1.0, size / max(h, w))
-    if scale == 1.0:
-        return images
-    x = torch.from_numpy(images).permute(0, 3, 1, 2).float()
-    x = F.interpolate(x, size=(max(1, round(h * scale)), max(1, round(w * scale))), mode="bilinear",
-                      antialias=True, align_corners=False)
-    return x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
 def _error_maps(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
@@ -71,15 +58,7 @@ def content_box(grid: EvalGrid, margin: float = 0.05) -> tuple[int, int, int, in
 def _view_strip(grid: EvalGrid, v: int, thumb: int, box: tuple[int, int, int, int]) -> np.ndarray:
     y0, y1, x0, x1 = box
     pred, gt = grid.pred[v, :, y0:y1, x0:x1], grid.gt[v, :, y0:y1, x0:x1]
-    rows = [_thumbs(pred, thumb), _thumbs(gt, thumb), _thumbs(_error_maps(pred, gt), thumb)]
-    gap = 2
-    f_n, th, tw = rows[0].shape[:3]
-    out = np.full((3 * th + 2 * gap, f_n * tw + (f_n - 1) * gap, 3), 255, np.uint8)
-    for r, row in enumerate(rows):
-        for f in range(f_n):
-            y, x = r * (th + gap), f * (tw + gap)
-            out[y:y + th, x:x + tw] = row[f]
-    return out
+    return tile([[thumbnail(im, thumb) for im in row] for row in (pred, gt, _error_maps(pred, gt))])
 
 
 def _plots(scores: dict[str, np.ndarray], grid: EvalGrid, out: Path) -> None:
