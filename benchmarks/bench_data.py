@@ -33,16 +33,26 @@ from sv4d.evaluate import EvalOptions, evaluate  # noqa: E402
 def reference(shared: Path, out: Path) -> dict:
     ref = shared / "data/multiview/fox_walk"
     t = time.perf_counter()
-    meta = render_asset(shared / "data/assets/Fox.glb", out / "fox_walk_like",
-                        AssetRenderOptions(clip="Walk", like=str(ref), overwrite=True), progress=False)
+    meta = render_asset(
+        shared / "data/assets/Fox.glb",
+        out / "fox_walk_like",
+        AssetRenderOptions(clip="Walk", like=str(ref), overwrite=True),
+        progress=False,
+    )
     seconds = time.perf_counter() - t
     m = evaluate(out / "fox_walk_like", ref, out / "fox_walk_like_eval", EvalOptions(overwrite=True, progress=False))
-    row = {"seconds": round(seconds, 1), "per_image_ms": meta["timing_s"]["per_image_ms"],
-           "posing_s": meta["timing_s"]["posing"], **{k: v["mean"] for k, v in m["images"].items()},
-           "psnr_min": min(min(r) for r in m["images"]["psnr"]["per_image"])}
-    print(f"Fox Walk like fox_walk: 273 images in {row['seconds']} s ({row['per_image_ms']} ms per image, posing "
-          f"{row['posing_s']} s); against the reference: PSNR {row['psnr']:.2f} dB (lowest image "
-          f"{row['psnr_min']:.2f}), SSIM {row['ssim']:.4f}, mask IoU {row['iou']:.4f}")
+    row = {
+        "seconds": round(seconds, 1),
+        "per_image_ms": meta["timing_s"]["per_image_ms"],
+        "posing_s": meta["timing_s"]["posing"],
+        **{k: v["mean"] for k, v in m["images"].items()},
+        "psnr_min": min(min(r) for r in m["images"]["psnr"]["per_image"]),
+    }
+    print(
+        f"Fox Walk like fox_walk: 273 images in {row['seconds']} s ({row['per_image_ms']} ms per image, posing "
+        f"{row['posing_s']} s); against the reference: PSNR {row['psnr']:.2f} dB (lowest image "
+        f"{row['psnr_min']:.2f}), SSIM {row['ssim']:.4f}, mask IoU {row['iou']:.4f}"
+    )
     return row
 
 
@@ -53,11 +63,19 @@ def collection(shared: Path, out: Path) -> dict:
         asset = GltfAsset.load(path)
         for clip in asset.clips or [None]:
             name = f"{path.stem}_{clip.name if clip else 'static'}"
-            render_asset(path, out / "sets" / name, AssetRenderOptions(clip=clip.index if clip else None, size=128,
-                                                                      overwrite=True), progress=False)
+            render_asset(
+                path,
+                out / "sets" / name,
+                AssetRenderOptions(clip=clip.index if clip else None, size=128, overwrite=True),
+                progress=False,
+            )
             sets.append(out / "sets" / name)
-    render_asset(shared / "data/assets/Fox.glb", out / "sets" / "Fox_Walk_dark",
-                 AssetRenderOptions(clip="Walk", size=128, light_scale=0.02, overwrite=True), progress=False)
+    render_asset(
+        shared / "data/assets/Fox.glb",
+        out / "sets" / "Fox_Walk_dark",
+        AssetRenderOptions(clip="Walk", size=128, light_scale=0.02, overwrite=True),
+        progress=False,
+    )
     sets.append(out / "sets" / "Fox_Walk_dark")
     render_s = time.perf_counter() - t
     t = time.perf_counter()
@@ -68,8 +86,10 @@ def collection(shared: Path, out: Path) -> dict:
     for s in report["sets"]:
         m = s["measures"]
         drift = "-" if m.get("drift") is None else f"{m['drift']:.3f}"
-        print(f"{Path(s['path']).name:<28}{drift:>8}{m['scale_ratio']:>8.3f}{m['motion']:>8.3f}{m['luminance']:>7.3f}  "
-              + ("keep" if s["keep"] else "drop: " + "; ".join(s["reasons"])))
+        print(
+            f"{Path(s['path']).name:<28}{drift:>8}{m['scale_ratio']:>8.3f}{m['motion']:>8.3f}{m['luminance']:>7.3f}  "
+            + ("keep" if s["keep"] else "drop: " + "; ".join(s["reasons"]))
+        )
     return {"render_s": round(render_s, 1), "curate_s": round(curate_s, 1), "sets": report["sets"]}
 
 

@@ -28,9 +28,15 @@ sys.path.insert(0, str(ROOT / "src"))
 from sv4d.evaluate import EvalOptions, evaluate  # noqa: E402
 from sv4d.evaluate.degrade import degrade_set  # noqa: E402
 
-DAMAGE = [("identical", {}), ("blur 1", {"blur_sigma": 1.0}), ("blur 2", {"blur_sigma": 2.0}),
-          ("blur 4", {"blur_sigma": 4.0}), ("shift 2", {"shift_px": 2}), ("shift 4", {"shift_px": 4}),
-          ("shift 8", {"shift_px": 8})]
+DAMAGE = [
+    ("identical", {}),
+    ("blur 1", {"blur_sigma": 1.0}),
+    ("blur 2", {"blur_sigma": 2.0}),
+    ("blur 4", {"blur_sigma": 4.0}),
+    ("shift 2", {"shift_px": 2}),
+    ("shift 4", {"shift_px": 4}),
+    ("shift 8", {"shift_px": 8}),
+]
 
 
 def _random_weights(folder: Path) -> None:
@@ -71,11 +77,20 @@ def main() -> int:
         if damage and not pred.exists():
             degrade_set(args.gt, pred, **damage)
         t = time.perf_counter()
-        m = evaluate(pred, args.gt, out / "reports" / name.replace(" ", "_"),
-                     EvalOptions(views=views, weights=args.weights, lpips=lpips, clip=clip, i3d=i3d,
-                                 overwrite=True, progress=False))
-        row = {"copy": name, "seconds": round(time.perf_counter() - t, 1), "stage_seconds": m["seconds"],
-               **{k: v["mean"] for k, v in m["images"].items()}}
+        m = evaluate(
+            pred,
+            args.gt,
+            out / "reports" / name.replace(" ", "_"),
+            EvalOptions(
+                views=views, weights=args.weights, lpips=lpips, clip=clip, i3d=i3d, overwrite=True, progress=False
+            ),
+        )
+        row = {
+            "copy": name,
+            "seconds": round(time.perf_counter() - t, 1),
+            "stage_seconds": m["seconds"],
+            **{k: v["mean"] for k, v in m["images"].items()},
+        }
         for k, v in ((m["fvd"] or {}).get("variants") or {}).items():
             row[k] = v["fvd"]
         rows.append(row)
@@ -85,8 +100,9 @@ def main() -> int:
         print(f"{name:<10}" + "".join(f"{row[c]:>11.4g}" for c in cols) + f"{row['seconds']:>9.1f}", flush=True)
     n_img = len(views or range(13)) * 21
     print(f"stage seconds of the last run ({n_img} image pairs): {rows[-1]['stage_seconds']}")
-    (out / "results.json").write_text(json.dumps({"rows": rows, "random_weights": args.random_weights,
-                                                  "torch": torch.__version__}, indent=1))
+    (out / "results.json").write_text(
+        json.dumps({"rows": rows, "random_weights": args.random_weights, "torch": torch.__version__}, indent=1)
+    )
     return 0
 
 

@@ -3,6 +3,7 @@
     python benchmarks/bench_fit.py                          # dynamic NeRF, 5- and 15-minute budgets
     python benchmarks/bench_fit.py --method gaussians --minutes 15
     python benchmarks/bench_fit.py --minutes 2 --set rays=2048   # a quick look with a setting changed
+    python benchmarks/bench_fit.py --steps 1000                  # a fixed step count: the same figures on every run
 
 The split: fit views 00, 02, 03, 04, 06 (azimuths 0, 75, 120, 165, 255 at elevation 0) and all
 21 frames at 128 x 128 (area-downsampled premultiplied colour and alpha, on white); evaluate on
@@ -26,7 +27,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from sv4d.cli_args import key_values  # noqa: E402
+from sv4d.cli.common import key_values  # noqa: E402
 from sv4d.fit.data import load_fit_data  # noqa: E402
 from sv4d.fit.optimize import Schedule, optimize  # noqa: E402
 from sv4d.fit.render import fit_metrics, render_grid  # noqa: E402
@@ -45,6 +46,13 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--method", choices=["nerf", "gaussians"], default="nerf")
     p.add_argument("--minutes", type=float, nargs="+", default=[5.0, 15.0], help="budgets, one run each")
+    p.add_argument(
+        "--steps",
+        type=int,
+        nargs="+",
+        default=None,
+        help="step counts instead of time budgets, one run each (deterministic: for comparing code)",
+    )
     p.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "multiview" / "fox_walk"))
     p.add_argument("--resolution", type=int, default=128)
     p.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE")
@@ -57,17 +65,35 @@ def main() -> int:
     train = load_fit_data(args.data, views=TRAIN, resolution=args.resolution)
     evals = {name: load_fit_data(args.data, views=v, resolution=args.resolution) for name, v in SPLITS.items()}
     results = []
-    for minutes in args.minutes:
+    budgets = [("steps", s) for s in args.steps] if args.steps else [("minutes", m) for m in args.minutes]
+    for kind, amount in budgets:
+        minutes = amount if kind == "minutes" else 0.0
         wall = time.perf_counter()
         fitter = make_fitter(args.method, train, settings, args.seed)
         setup = time.perf_counter() - wall
-        run = optimize(fitter, Schedule(minutes=minutes), train.shape[1], progress_bar=False, log_every=200,
-                       on_log=lambda s, a: print(f"  step {s}: loss {a['loss']:.4f} train-batch PSNR "
-                                                 f"{a.get('psnr', 0):.2f} ({a['elapsed']:.0f} s)", flush=True))
+        schedule = Schedule(minutes=minutes) if kind == "minutes" else Schedule(steps=int(amount))
+        run = optimize(
+            fitter,
+            schedule,
+            train.shape[1],
+            progress_bar=False,
+            log_every=200,
+            on_log=lambda s, a: print(
+                f"  step {s}: loss {a['loss']:.4f} train-batch PSNR {a.get('psnr', 0):.2f} ({a['elapsed']:.0f} s)",
+                flush=True,
+            ),
+        )
         wall = time.perf_counter() - wall
         model = fitter.model
-        row = {"method": args.method, "budget_min": minutes, "steps": run.step, "setup_s": round(setup, 1),
-               "optimisation_s": round(run.elapsed, 1), "wall_s": round(wall, 1), "settings": settings}
+        row = {
+            "method": args.method,
+            "budget_min": minutes or None,
+            "steps": run.step,
+            "setup_s": round(setup, 1),
+            "optimisation_s": round(run.elapsed, 1),
+            "wall_s": round(wall, 1),
+            "settings": settings,
+        }
         render_s, n = 0.0, 0
         for name, ev in evals.items():
             t0 = time.perf_counter()
@@ -76,16 +102,21 @@ def main() -> int:
             n += rgb.shape[0] * rgb.shape[1]
             row[name] = {k: round(v, 4) for k, v in fit_metrics(rgb, alpha, ev.rgb, ev.alpha).items()}
         row["render_s_per_frame"] = round(render_s / n, 4)
+        row["final_losses"] = run.history[-1] if run.history else {}  # full precision: compares code versions
         results.append(row)
-        print(f"\n{args.method}, {minutes:g} min budget: {run.step} steps, {wall:.0f} s wall "
-              f"(hull/setup {setup:.1f} s), render {row['render_s_per_frame']:.3f} s per {args.resolution}^2 frame")
+        budget = f"{minutes:g} min budget" if minutes else f"{run.step}-step run"
+        print(
+            f"\n{args.method}, {budget}: {run.step} steps, {wall:.0f} s wall "
+            f"(hull/setup {setup:.1f} s), render {row['render_s_per_frame']:.3f} s per {args.resolution}^2 frame"
+        )
         print(f"  {'split':8s} {'PSNR':>7s} {'fg-PSNR':>8s} {'SSIM':>6s} {'IoU':>6s}   anchor (HexPlane)")
         for name in SPLITS:
             m = row[name]
-            anchor = ANCHOR.get(int(minutes)) if float(minutes).is_integer() else None
+            anchor = ANCHOR.get(int(minutes)) if minutes and float(minutes).is_integer() else None
             a = " / ".join(f"{x:g}" for x in anchor[name]) if anchor else "-"
-            print(f"  {name:8s} {m['psnr']:7.2f} {m['fg_psnr']:8.2f} {m['ssim']:6.3f} {m['iou']:6.3f}   {a}",
-                  flush=True)
+            print(
+                f"  {name:8s} {m['psnr']:7.2f} {m['fg_psnr']:8.2f} {m['ssim']:6.3f} {m['iou']:6.3f}   {a}", flush=True
+            )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"results_{args.method}.json"

@@ -26,9 +26,9 @@ from sv4d.config import UNetConfig, get_preset
 from sv4d.generate.pipeline import GenerationPipeline
 from sv4d.io.video import read_clip
 from sv4d.models.clip import CLIP_MEAN, CLIP_STD
-from sv4d.models.engine import SV4DModel
+from sv4d.models.sv4d import SV4DModel
 
-CLIP = Path(__file__).resolve().parents[1] / "tests" / "data" / "videos" / "test_video1.mp4"
+CLIP = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "videos" / "test_video1.mp4"
 
 
 def peak_rss_gb() -> float:
@@ -39,24 +39,29 @@ def report(label: str, res, extra: str = "") -> None:
     s = res.settings
     per = s["seconds_per_window"]
     stages = [sum(x[i] for x in s["seconds_condition_sample_decode"]) / len(per) for i in range(3)]
-    print(f"  {label:<26} windows {s['windows']}  {s['steps']} steps  "
-          f"{sum(per) / len(per):7.2f} s/window  (condition {stages[0]:.2f} + sample {stages[1]:.2f} "
-          f"+ decode {stages[2]:.2f})  preprocess {s['seconds_preprocess']:.2f} s{extra}")
+    print(
+        f"  {label:<26} windows {s['windows']}  {s['steps']} steps  "
+        f"{sum(per) / len(per):7.2f} s/window  (condition {stages[0]:.2f} + sample {stages[1]:.2f} "
+        f"+ decode {stages[2]:.2f})  preprocess {s['seconds_preprocess']:.2f} s{extra}"
+    )
 
 
 def bench_cpu(steps: int, frames: int) -> None:
     torch.manual_seed(0)
     preset = get_preset("sv4d2")
     unet = UNetConfig(model_channels=128, channel_mult=(1, 2, 4, 4), num_res_blocks=2, adm_in_channels=512)
-    cfg = preset.replace(name="reduced", unet=unet, sigma_cond_dim=128, polar_dim=192, azimuth_dim=192,
-                         image_size=128)
+    cfg = preset.replace(name="reduced", unet=unet, sigma_cond_dim=128, polar_dim=192, azimuth_dim=192, image_size=128)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
-    print("reduced sv4d2: mid-size UNet (128 ch, [1,2,4,4]), full VAE and ViT-H/14, 128x128 images, "
-          f"T=12 x V=4, fp32, {frames} frames of {CLIP.name}")
+    print(
+        "reduced sv4d2: mid-size UNet (128 ch, [1,2,4,4]), full VAE and ViT-H/14, 128x128 images, "
+        f"T=12 x V=4, fp32, {frames} frames of {CLIP.name}"
+    )
     t0 = time.perf_counter()
     model = SV4DModel(cfg)
-    print(f"  build (random init) {time.perf_counter() - t0:.1f} s, "
-          f"{sum(p.numel() for p in model.parameters()) / 1e6:.0f} M params")
+    print(
+        f"  build (random init) {time.perf_counter() - t0:.1f} s, "
+        f"{sum(p.numel() for p in model.parameters()) / 1e6:.0f} M params"
+    )
     pipe = GenerationPipeline(model, device="cpu")
     clip = read_clip(CLIP, max_frames=frames)
     res = pipe(clip, steps=steps, progress=False)
@@ -64,8 +69,10 @@ def bench_cpu(steps: int, frames: int) -> None:
     st = res.settings["seconds_condition_sample_decode"]
     per_step = sum(x[1] for x in st) / len(st) / steps
     fixed = sum(x[0] + x[2] for x in st) / len(st)
-    print(f"  {per_step:.1f} s per sampling step (2 UNet passes with CFG); "
-          f"with 50 steps a window would take ~{(fixed + 50 * per_step) / 60:.0f} min")
+    print(
+        f"  {per_step:.1f} s per sampling step (2 UNet passes with CFG); "
+        f"with 50 steps a window would take ~{(fixed + 50 * per_step) / 60:.0f} min"
+    )
 
 
 def random_model(cfg, device, dtype) -> SV4DModel:

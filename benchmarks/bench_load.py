@@ -55,8 +55,10 @@ def load_once(path: str, dtype: str, device: str) -> None:
     extra = ""
     if device.startswith("cuda"):
         extra = f", GPU peak {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB"
-    print(f"loaded {path} as {dtype} on {device}: {n / 1e9:.3f} B params in {dt:.1f} s; "
-          f"peak RSS {peak_rss_gb():.1f} GiB{extra}; weights alone {n * model.unet.dtype.itemsize / 2**30:.1f} GiB")
+    print(
+        f"loaded {path} as {dtype} on {device}: {n / 1e9:.3f} B params in {dt:.1f} s; "
+        f"peak RSS {peak_rss_gb():.1f} GiB{extra}; weights alone {n * model.unet.dtype.itemsize / 2**30:.1f} GiB"
+    )
 
 
 def main() -> None:
@@ -86,8 +88,10 @@ def main() -> None:
     print(f"sv4d check (header only): {time.perf_counter() - t0:.1f} s, exit {out.returncode}")
     print(out.stdout.strip() or out.stderr.strip())
     # load in a fresh process so its peak RSS is the load's alone
-    subprocess.run([sys.executable, __file__, "--_child", "--checkpoint", path, "--dtype", args.dtype,
-                    "--device", args.device], check=True)
+    subprocess.run(
+        [sys.executable, __file__, "--_child", "--checkpoint", path, "--dtype", args.dtype, "--device", args.device],
+        check=True,
+    )
 
 
 if __name__ == "__main__":

@@ -30,7 +30,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from sv4d.io.checkpoint import load_model  # noqa: E402
+from sv4d.checkpoint import load_model  # noqa: E402
+from sv4d.diffusion.sampling import guidance, sample  # noqa: E402
 from sv4d.io.multiview import read_multiview  # noqa: E402
 from sv4d.metrics import psnr, ssim  # noqa: E402
 from sv4d.train.autoencoder import train_autoencoder  # noqa: E402
@@ -48,8 +49,9 @@ def evaluate(model, data: str, input_view: int, targets: list[int], steps: int, 
     """Per-window scores of generated, copied and VAE-reconstructed target views."""
     mc = model.cfg
     T, V, S = mc.num_frames, mc.num_views, mc.image_size
-    ds = MultiViewWindows([data], num_frames=T, num_views=V, image_size=S, input_view=input_view,
-                          target_views=targets, cache_images=True)
+    ds = MultiViewWindows(
+        [data], num_frames=T, num_views=V, image_size=S, input_view=input_view, target_views=targets, cache_images=True
+    )
     nf = ds.sets[0].num_frames
     starts = list(range(0, nf - T + 1, T))
     if starts[-1] + T < nf:
@@ -61,12 +63,24 @@ def evaluate(model, data: str, input_view: int, targets: list[int], steps: int, 
         item = ds[ds.pairs.index((0, start))]
         g = torch.Generator().manual_seed(seed + w)
         fr = item.frames
-        c, uc = model.conditioner(fr, fr, torch.zeros_like(item.ref_views), fr, item.polar, item.azimuth,
-                                  cond_mv=False, generator=g, frames_repeat=V)
+        c, uc = model.conditioner(
+            fr,
+            fr,
+            torch.zeros_like(item.ref_views),
+            fr,
+            item.polar,
+            item.azimuth,
+            cond_mv=False,
+            generator=g,
+            frames_repeat=V,
+        )
         noise = torch.randn(T * V, 4, mc.latent_size, mc.latent_size, generator=g)
-        z = model.sample(c, uc, noise, num_steps=steps, scales=model.guidance(T, V))
-        outs = {"generated": model.decode(z), "copy": fr.repeat_interleave(V, 0),
-                "vae": model.decode(model.encode_latents(item.target))}
+        z = sample(model, c, uc, noise, num_steps=steps, scales=guidance(model, T, V))
+        outs = {
+            "generated": model.decode(z),
+            "copy": fr.repeat_interleave(V, 0),
+            "vae": model.decode(model.encode_latents(item.target)),
+        }
         gt = to01(item.target)
         for k, x in outs.items():
             scores[k]["psnr"] += psnr(to01(x), gt).tolist()
@@ -80,8 +94,9 @@ def evaluate(model, data: str, input_view: int, targets: list[int], steps: int, 
     summary = {k: {m: float(np.mean(v)) for m, v in d.items()} for k, d in scores.items()}
     summary["windows"] = len(starts)
     summary["images"] = len(scores["generated"]["psnr"])
-    summary["generated_beats_copy"] = float(np.mean(np.array(scores["generated"]["psnr"])
-                                                    > np.array(scores["copy"]["psnr"])))
+    summary["generated_beats_copy"] = float(
+        np.mean(np.array(scores["generated"]["psnr"]) > np.array(scores["copy"]["psnr"]))
+    )
     return summary, grid
 
 
@@ -108,27 +123,41 @@ def main() -> None:
 
     vae_model = out / "vae" / "model.safetensors"
     if not vae_model.is_file():
-        cfg = load_train_config(args.config, [*common, f"out={out / 'vae'}", f"steps={args.vae_steps}",
-                                              f"lr={args.vae_lr}", "batch_size=1"])
+        cfg = load_train_config(
+            args.config, [*common, f"out={out / 'vae'}", f"steps={args.vae_steps}", f"lr={args.vae_lr}", "batch_size=1"]
+        )
         s = train_autoencoder(cfg)
-        print(f"autoencoder: {s['steps']} steps, {s['steps'] / s['seconds']:.2f} steps/s, "
-              f"reconstruction PSNR {s['recon_psnr']:.2f} dB, scale_factor {s['scale_factor']:.4f}")
-    cfg = load_train_config(args.config, [*common, f"out={out / 'unet'}", f"init={json.dumps(str(vae_model))}",
-                                          f"steps={args.steps}"])
+        print(
+            f"autoencoder: {s['steps']} steps, {s['steps'] / s['seconds']:.2f} steps/s, "
+            f"reconstruction PSNR {s['recon_psnr']:.2f} dB, scale_factor {s['scale_factor']:.4f}"
+        )
+    cfg = load_train_config(
+        args.config, [*common, f"out={out / 'unet'}", f"init={json.dumps(str(vae_model))}", f"steps={args.steps}"]
+    )
     t0 = time.perf_counter()
     s = Trainer(cfg).run()
     done = len(s["losses"])
     if done:
         k = max(1, done // 10)
-        print(f"unet: {done} steps this run ({s['steps']} total), {done / s['seconds']:.2f} steps/s, "
-              f"loss {np.mean(s['losses'][:k]):.4f} -> {np.mean(s['losses'][-k:]):.4f}")
+        print(
+            f"unet: {done} steps this run ({s['steps']} total), {done / s['seconds']:.2f} steps/s, "
+            f"loss {np.mean(s['losses'][:k]):.4f} -> {np.mean(s['losses'][-k:]):.4f}"
+        )
     train_seconds = time.perf_counter() - t0
 
     model = load_model(out / "unet" / "model.safetensors", dtype="fp32").eval()
-    results = {"config": str(args.config), "data": args.data, "held_out": args.held_out, "seen": args.seen,
-               "input_view": args.input_view, "unet_steps": s["steps"], "train_seconds": train_seconds,
-               "model_channels": cfg.model_channels, "image_size": model.cfg.image_size,
-               "parameters_unet": sum(p.numel() for p in model.unet.parameters())}
+    results = {
+        "config": str(args.config),
+        "data": args.data,
+        "held_out": args.held_out,
+        "seen": args.seen,
+        "input_view": args.input_view,
+        "unet_steps": s["steps"],
+        "train_seconds": train_seconds,
+        "model_channels": cfg.model_channels,
+        "image_size": model.cfg.image_size,
+        "parameters_unet": sum(p.numel() for p in model.unet.parameters()),
+    }
     print(f"\n{'views':<28}{'method':<12}{'PSNR dB':>9}{'SSIM':>8}")
     for name, views in (("held-out", args.held_out), ("seen in training", args.seen)):
         t1 = time.perf_counter()
@@ -138,8 +167,10 @@ def main() -> None:
         for k in ("generated", "copy", "vae"):
             label = {"generated": "generated", "copy": "copy input", "vae": "VAE ceiling"}[k]
             print(f"{name + ' ' + str(views):<28}{label:<12}{summary[k]['psnr']:>9.2f}{summary[k]['ssim']:>8.4f}")
-        print(f"{'':<28}generated beats copy on {100 * summary['generated_beats_copy']:.0f}% of "
-              f"{summary['images']} images")
+        print(
+            f"{'':<28}generated beats copy on {100 * summary['generated_beats_copy']:.0f}% of "
+            f"{summary['images']} images"
+        )
         if name == "held-out" and grid is not None:
             from PIL import Image
 

@@ -20,8 +20,8 @@ import time
 
 import torch
 
+from sv4d.checkpoint import build_model
 from sv4d.config import UNetConfig, get_preset
-from sv4d.io.checkpoint import build_model
 from sv4d.models.unet import SV4DUNet
 
 
@@ -57,17 +57,22 @@ def time_forward(unet, inp, repeats: int, device) -> float:
 def bench_cpu(repeats: int) -> None:
     torch.manual_seed(0)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
-    print("mid-size UNet: model_channels 128, channel_mult [1,2,4,4], 2 res blocks, T=12 x V=4, 16x16 latents, b=2 (CFG)")
+    print(
+        "mid-size UNet: model_channels 128, channel_mult [1,2,4,4], 2 res blocks, T=12 x V=4, 16x16 latents, b=2 (CFG)"
+    )
     for mode in ("grouped", "per_pixel", "joint"):
-        cfg = UNetConfig(model_channels=128, channel_mult=(1, 2, 4, 4), num_res_blocks=2, adm_in_channels=512,
-                         view_attention=mode)
+        cfg = UNetConfig(
+            model_channels=128, channel_mult=(1, 2, 4, 4), num_res_blocks=2, adm_in_channels=512, view_attention=mode
+        )
         unet = SV4DUNet(cfg).eval()
         n_params = sum(p.numel() for p in unet.parameters())
         inp = inputs(cfg, 12, 4, 16, 2, "cpu", torch.float32)
         rss0 = peak_rss_mb()
         s = time_forward(unet, inp, repeats, "cpu")
-        print(f"  {mode:<9} {n_params / 1e6:7.1f} M params  forward {s:6.2f} s  "
-              f"peak RSS {peak_rss_mb():7.0f} MB (was {rss0:.0f} MB before the forward)")
+        print(
+            f"  {mode:<9} {n_params / 1e6:7.1f} M params  forward {s:6.2f} s  "
+            f"peak RSS {peak_rss_mb():7.0f} MB (was {rss0:.0f} MB before the forward)"
+        )
         del unet
     t0 = time.perf_counter()
     model = build_model(get_preset("sv4d2"), include_unused=True)
@@ -76,8 +81,10 @@ def bench_cpu(repeats: int) -> None:
     model = model.to(torch.bfloat16).to_empty(device="cpu")  # reserves memory, writes nothing
     t_mat = time.perf_counter() - t0
     n = sum(p.numel() for p in model.parameters())
-    print(f"full-size sv4d2: build on meta {t_meta:.2f} s; to_empty {n / 1e9:.3f} B params in bf16 "
-          f"on cpu {t_mat:.2f} s; peak RSS {peak_rss_mb():.0f} MB")
+    print(
+        f"full-size sv4d2: build on meta {t_meta:.2f} s; to_empty {n / 1e9:.3f} B params in bf16 "
+        f"on cpu {t_mat:.2f} s; peak RSS {peak_rss_mb():.0f} MB"
+    )
 
 
 def bench_gpu(device: str, repeats: int) -> None:
@@ -95,8 +102,11 @@ def bench_gpu(device: str, repeats: int) -> None:
             torch.cuda.reset_peak_memory_stats(device)
             s = time_forward(unet, inp, repeats, device)
             peak = torch.cuda.max_memory_allocated(device) / 2**30
-            print(f"  {name:<13} {str(dtype):<15} T={cfg.num_frames} V={cfg.num_views} {cfg.latent_size}x{cfg.latent_size} b=2: "
-                  f"forward {s * 1000:7.1f} ms, peak {peak:5.1f} GiB, 50 steps ~ {50 * s:5.1f} s/window")
+            print(
+                f"  {name:<13} {str(dtype):<15} T={cfg.num_frames} V={cfg.num_views} "
+                f"{cfg.latent_size}x{cfg.latent_size} b=2: "
+                f"forward {s * 1000:7.1f} ms, peak {peak:5.1f} GiB, 50 steps ~ {50 * s:5.1f} s/window"
+            )
             del unet, inp
 
 

@@ -4,7 +4,8 @@ from pathlib import Path
 import pytest
 import torch
 
-DATA = Path(__file__).parent / "data"
+ROOT = Path(__file__).resolve().parents[1]  # the repository
+DATA = Path(__file__).parent / "fixtures"  # small data the tests use (tests/<package>/ mirror src/sv4d/)
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 

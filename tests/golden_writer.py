@@ -18,9 +18,10 @@ from safetensors.torch import save_file
 
 from sv4d.diffusion.guiders import guidance_scales
 from sv4d.diffusion.samplers import sample_euler
+from sv4d.diffusion.sampling import make_denoiser
 from sv4d.diffusion.schedules import edm_sigmas
 from sv4d.io.reference_config import model_config_from_reference
-from sv4d.models.engine import SV4DModel
+from sv4d.models.sv4d import SV4DModel
 
 
 def _fp16_exact_init(model: torch.nn.Module, gen: torch.Generator) -> None:
@@ -37,9 +38,21 @@ def _fp16_exact_init(model: torch.nn.Module, gen: torch.Generator) -> None:
             p.copy_(v.half().float())
 
 
-def write_golden(src_config: Path, out: Path, *, T: int, V: int, latent: int, channel_mult, num_res_blocks: int,
-                 dims=(40, 44, 44), azimuths=None, elevation_deg: float = 10.0, seed: int = 0,
-                 steps: int = 3) -> Path:
+def write_golden(
+    src_config: Path,
+    out: Path,
+    *,
+    T: int,
+    V: int,
+    latent: int,
+    channel_mult,
+    num_res_blocks: int,
+    dims=(40, 44, 44),
+    azimuths=None,
+    elevation_deg: float = 10.0,
+    seed: int = 0,
+    steps: int = 3,
+) -> Path:
     doc = json.loads(Path(src_config).read_text())
     doc = copy.deepcopy(doc)
     out.mkdir(parents=True, exist_ok=True)
@@ -73,10 +86,18 @@ def write_golden(src_config: Path, out: Path, *, T: int, V: int, latent: int, ch
     base = SV4DModel(styles["sv4d2"], include_unused=True)
     _fp16_exact_init(base, gen)
     sd = base.state_dict()
-    save_file({k: v.half().contiguous() for k, v in sd.items() if k.startswith("model.diffusion_model.")},
-              str(out / "tiny_unet.safetensors"))
-    save_file({k[len("conditioner.embedders.1.encoder."):]: v.half().contiguous() for k, v in sd.items()
-               if k.startswith("conditioner.embedders.1.encoder.")}, str(out / "tiny_vae.safetensors"))
+    save_file(
+        {k: v.half().contiguous() for k, v in sd.items() if k.startswith("model.diffusion_model.")},
+        str(out / "tiny_unet.safetensors"),
+    )
+    save_file(
+        {
+            k[len("conditioner.embedders.1.encoder.") :]: v.half().contiguous()
+            for k, v in sd.items()
+            if k.startswith("conditioner.embedders.1.encoder.")
+        },
+        str(out / "tiny_vae.safetensors"),
+    )
     # the engine uses identical VAE copies
     for i in (4, 5):
         for k in list(sd):
@@ -102,26 +123,41 @@ def write_golden(src_config: Path, out: Path, *, T: int, V: int, latent: int, ch
         trace: dict[str, torch.Tensor] = {}
         with torch.no_grad():
             o = m.unet(x, 0.25 * sigma.log(), context=ctx, y=y, cond_view=cv, trace=trace)
-        rec = {"x": x, "sigma": sigma, "timesteps": 0.25 * sigma.log(), "context": ctx, "y": y,
-               "cond_view": cv, "out": o, "batch": torch.tensor(b)}
+        rec = {
+            "x": x,
+            "sigma": sigma,
+            "timesteps": 0.25 * sigma.log(),
+            "context": ctx,
+            "y": y,
+            "cond_view": cv,
+            "out": o,
+            "batch": torch.tensor(b),
+        }
         rec.update({f"trace.{k}": v.clone() for k, v in trace.items()})
-        save_file({k: v.clone().contiguous() for k, v in rec.items()}, str(out / f"unet_{style}.safetensors"),
-                  metadata={"style": style, "T": str(T), "V": str(V)})
+        save_file(
+            {k: v.clone().contiguous() for k, v in rec.items()},
+            str(out / f"unet_{style}.safetensors"),
+            metadata={"style": style, "T": str(T), "V": str(V)},
+        )
 
         # a sampling run (later-window style: cond_mv True)
         H = hw * 8
         az = [math.radians(a) for a in doc["styles"][style]["azimuths_deg"]]
-        polar = torch.tensor([math.pi / 2 + math.radians(elevation_deg) * ((v % 2) * 2 - 1)
-                              for _ in range(T) for v in range(V)], dtype=torch.float64)
-        azim = torch.tensor([(az[v + 1] - az[0]) % (2 * math.pi) for _ in range(T) for v in range(V)],
-                            dtype=torch.float64)
+        polar = torch.tensor(
+            [math.pi / 2 + math.radians(elevation_deg) * ((v % 2) * 2 - 1) for _ in range(T) for v in range(V)],
+            dtype=torch.float64,
+        )
+        azim = torch.tensor(
+            [(az[v + 1] - az[0]) % (2 * math.pi) for _ in range(T) for v in range(V)], dtype=torch.float64
+        )
         motion = torch.rand(T, 3, H, H, generator=gen) * 2 - 1
         view = torch.rand(V, 3, H, H, generator=gen) * 2 - 1
         emb = torch.randn(T, cfg.unet.context_dim, generator=gen)
         frames = motion.repeat_interleave(V, 0)
         with torch.no_grad():
-            c, uc = m.conditioner(emb, frames, view, motion, polar, azim, cond_mv=True,
-                                  generator=torch.Generator().manual_seed(seed + 1))
+            c, uc = m.conditioner(
+                emb, frames, view, motion, polar, azim, cond_mv=True, generator=torch.Generator().manual_seed(seed + 1)
+            )
             nf, _ = m.conditioner(emb, frames, view, motion, polar, azim, cond_mv=True, noise_sigma=0.0)
         s = cfg.sampler
         sigmas = edm_sigmas(steps, s.sigma_min, s.sigma_max, s.rho)
@@ -129,25 +165,53 @@ def write_golden(src_config: Path, out: Path, *, T: int, V: int, latent: int, ch
         noise = torch.randn(N, 4, hw, hw, generator=gen)
         recs: dict[str, torch.Tensor] = {}
         traces: list = []
-        den = m.make_denoiser(c, uc, scales, trace=traces.append)
+        den = make_denoiser(m, c, uc, scales, trace=traces.append)
         x0 = noise * torch.sqrt(1 + sigmas[0] ** 2)
         with torch.no_grad():
-            z = sample_euler(den, x0, sigmas, callback=lambda i, st: recs.update(
-                {f"step{i}.denoised_guided": st["denoised"], f"step{i}.x_next": st["x"]}))
+            z = sample_euler(
+                den,
+                x0,
+                sigmas,
+                callback=lambda i, st, recs=recs: recs.update(
+                    {f"step{i}.denoised_guided": st["denoised"], f"step{i}.x_next": st["x"]}
+                ),
+            )
             dec = m.decode(z)
-        recs.update({"step0.denoised_uncond": traces[0]["denoised_uncond"],
-                     "step0.denoised_cond": traces[0]["denoised_cond"]})
+        recs.update(
+            {"step0.denoised_uncond": traces[0]["denoised_uncond"], "step0.denoised_cond": traces[0]["denoised_cond"]}
+        )
         recs.update({f"c.{k}": v for k, v in c.items()})
         recs.update({f"uc.{k}": v for k, v in uc.items()})
         recs.update({f"ref.noise_free_{k}": nf[k] for k in ("concat", "cond_view", "cond_motion")})
-        recs.update({"in.cond_frames_without_noise": emb, "in.cond_motion_images": motion,
-                     "in.cond_view_images": view, "in.cond_frames": frames,
-                     "in.polar_rad_f64": polar, "in.azimuth_rad_f64": azim, "in.noise": noise,
-                     "sigmas": sigmas, "x_scaled_init": x0, "out.samples_z": z, "out.decoded": dec,
-                     "out.images01": ((dec + 1) / 2).clamp(0, 1)})
+        recs.update(
+            {
+                "in.cond_frames_without_noise": emb,
+                "in.cond_motion_images": motion,
+                "in.cond_view_images": view,
+                "in.cond_frames": frames,
+                "in.polar_rad_f64": polar,
+                "in.azimuth_rad_f64": azim,
+                "in.noise": noise,
+                "sigmas": sigmas,
+                "x_scaled_init": x0,
+                "out.samples_z": z,
+                "out.decoded": dec,
+                "out.images01": ((dec + 1) / 2).clamp(0, 1),
+            }
+        )
         guider = {"linear": "LinearPredictionGuider", "spatiotemporal": "SpatiotemporalPredictionGuider"}[s.guider]
         gp = {"max_scale": s.max_scale, "min_scale": s.min_scale, "num_frames": N}
-        save_file({k: v.clone().contiguous() for k, v in recs.items()}, str(out / f"sampling_{style}.safetensors"),
-                  metadata={"style": style, "T": str(T), "V": str(V), "cond_mv": "True",
-                            "num_steps": str(steps), "guider": guider, "guider_params": json.dumps(gp)})
+        save_file(
+            {k: v.clone().contiguous() for k, v in recs.items()},
+            str(out / f"sampling_{style}.safetensors"),
+            metadata={
+                "style": style,
+                "T": str(T),
+                "V": str(V),
+                "cond_mv": "True",
+                "num_steps": str(steps),
+                "guider": guider,
+                "guider_params": json.dumps(gp),
+            },
+        )
     return out

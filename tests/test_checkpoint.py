@@ -6,9 +6,10 @@ from safetensors.torch import save_file
 
 import sv4d
 from sv4d import Sv4dError, tiny_config
+from sv4d.checkpoint import load_model, preset_for_file, resolve_config, save_model
 from sv4d.cli import main
-from sv4d.io.checkpoint import load_model, preset_for_file, resolve_config, save_model
-from sv4d.models.engine import SV4DModel
+from sv4d.devices import parse_dtype
+from sv4d.models.sv4d import SV4DModel
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +51,7 @@ def test_sv4d_written_checkpoint_loads_without_options(tiny_model, tmp_path):
 def test_load_in_reduced_precision(tiny_model, tmp_path, dtype, tol):
     p = save_model(tiny_model, tmp_path / "mine.safetensors")
     m = load_model(p, dtype=dtype)
-    want = sv4d.io.checkpoint.parse_dtype(dtype)
+    want = parse_dtype(dtype)
     assert all(v.dtype == want for v in m.state_dict().values())
     inp = _inputs(tiny_model)
     ref = _unet_out(tiny_model, inp)
@@ -82,7 +83,7 @@ def test_safetensors_whose_header_length_looks_like_pickle_magic(tmp_path, lengt
 
     from safetensors.torch import save_file
 
-    from sv4d.io.checkpoint import check_safetensors_file
+    from sv4d.io.safetensors import check_safetensors_file
 
     p = tmp_path / "t.safetensors"
     save_file({"w": torch.zeros(2)}, str(p), metadata={"pad": ""})
@@ -174,10 +175,10 @@ def test_config_roundtrip_and_validation():
 
 
 def test_chunked_reading_reopens_the_file_and_keeps_every_tensor(tiny_model, tmp_path):
-    from sv4d.io.checkpoint import _read_tensors
+    from sv4d.io.safetensors import read_tensors
 
     p = save_model(tiny_model, tmp_path / "mine.safetensors")
     sd = tiny_model.state_dict()
-    got = _read_tensors(p, list(sd), "cpu", torch.bfloat16, chunk_bytes=4096)
+    got = read_tensors(p, list(sd), "cpu", torch.bfloat16, chunk_bytes=4096)
     assert set(got) == set(sd)
     assert all(torch.equal(got[k], sd[k].to(torch.bfloat16)) for k in sd)

@@ -4,9 +4,9 @@ import shutil
 
 import pytest
 import torch
-from golden_writer import write_golden
 from safetensors.torch import load_file, save_file
 
+from golden_writer import write_golden
 from sv4d.cli import main
 from sv4d.verify import verify_golden
 
@@ -17,8 +17,13 @@ def test_verify_golden_passes_on_reference_vectors(data_dir, capsys):
     assert rc == 0, out
     assert "FAIL" not in out
     # every recorded tensor was compared, one line each
-    for name in ("unet_sv4d2 ", "unet_sv4d2_8views", "sampling_sv4d2_first_window",
-                 "sampling_sv4d2_later_window", "sampling_sv4d2_8views"):
+    for name in (
+        "unet_sv4d2 ",
+        "unet_sv4d2_8views",
+        "sampling_sv4d2_first_window",
+        "sampling_sv4d2_later_window",
+        "sampling_sv4d2_8views",
+    ):
         assert name in out
     assert "out.decoded" in out and "step3.x_next" in out and "trace.middle_block" in out
 
@@ -49,8 +54,16 @@ def test_reference_grouping_is_what_the_golden_needs(data_dir, tmp_path):
 
 @pytest.mark.parametrize("T,V,latent,mult,nres", [(2, 3, 8, (1, 2, 2), 2), (4, 2, 4, (1, 1), 1)])
 def test_verify_golden_reads_every_size_from_the_directory(data_dir, tmp_path, T, V, latent, mult, nres):
-    d = write_golden(data_dir / "golden" / "tiny_config.json", tmp_path / "g", T=T, V=V, latent=latent,
-                     channel_mult=mult, num_res_blocks=nres, azimuths=[10 + 37 * i for i in range(V + 1)])
+    d = write_golden(
+        data_dir / "golden" / "tiny_config.json",
+        tmp_path / "g",
+        T=T,
+        V=V,
+        latent=latent,
+        channel_mult=mult,
+        num_res_blocks=nres,
+        azimuths=[10 + 37 * i for i in range(V + 1)],
+    )
     lines = []
     assert verify_golden(d, echo=lines.append), "\n".join(lines)
     assert lines[-1].endswith(" 0 failed")

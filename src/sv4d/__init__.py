@@ -3,8 +3,9 @@
     import sv4d, torch
     model = sv4d.load("sv4d2.safetensors", device="cuda", dtype=torch.float16)
 
-``load`` returns an :class:`~sv4d.models.engine.SV4DModel` ready to condition, sample and
-decode (see the README). ``GenerationPipeline`` runs the whole video-to-multi-view job::
+``load`` returns an :class:`~sv4d.models.sv4d.SV4DModel` ready to condition and decode; the
+sampling loop is :mod:`sv4d.diffusion.sampling` (see the README). ``GenerationPipeline`` runs
+the whole video-to-multi-view job::
 
     pipe = sv4d.GenerationPipeline.from_checkpoint("sv4d2.safetensors", device="cuda")
     pipe("camel.gif").save("out/camel")
@@ -12,15 +13,39 @@ decode (see the README). ``GenerationPipeline`` runs the whole video-to-multi-vi
 
 from __future__ import annotations
 
-from .config import PRESETS, ModelConfig, UNetConfig, VAEConfig, CLIPVisionConfig, SamplerConfig, get_preset, tiny_config
+from .checkpoint import build_model
+from .checkpoint import load_model as load
+from .checkpoint import save_model as save
+from .config import (
+    PRESETS,
+    CLIPVisionConfig,
+    ModelConfig,
+    SamplerConfig,
+    UNetConfig,
+    VAEConfig,
+    get_preset,
+    tiny_config,
+)
 from .errors import Sv4dError
-from .io.checkpoint import load_model as load, save_model as save, build_model
-from .models.engine import SV4DModel
+from .models.sv4d import SV4DModel
 
 __all__ = [
-    "load", "save", "build_model", "SV4DModel", "ModelConfig", "UNetConfig", "VAEConfig",
-    "CLIPVisionConfig", "SamplerConfig", "PRESETS", "get_preset", "tiny_config", "Sv4dError",
-    "GenerationPipeline", "read_clip", "read_multiview",
+    "load",
+    "save",
+    "build_model",
+    "SV4DModel",
+    "ModelConfig",
+    "UNetConfig",
+    "VAEConfig",
+    "CLIPVisionConfig",
+    "SamplerConfig",
+    "PRESETS",
+    "get_preset",
+    "tiny_config",
+    "Sv4dError",
+    "GenerationPipeline",
+    "read_clip",
+    "read_multiview",
 ]
 
 
@@ -38,4 +63,6 @@ def __getattr__(name: str):  # lazy: the video and image libraries load only whe
 
         return read_multiview
     raise AttributeError(f"module 'sv4d' has no attribute {name!r}")
+
+
 __version__ = "0.1.0"

@@ -55,9 +55,7 @@ class UNetConfig:
 
     def __post_init__(self) -> None:
         if self.view_attention not in VIEW_ATTENTION_MODES:
-            raise Sv4dError(
-                f"view_attention must be one of {VIEW_ATTENTION_MODES}, got {self.view_attention!r}"
-            )
+            raise Sv4dError(f"view_attention must be one of {VIEW_ATTENTION_MODES}, got {self.view_attention!r}")
         if self.adm_in_channels != 4 * self.model_channels:
             raise Sv4dError(
                 "adm_in_channels must equal 4*model_channels: the camera MLP of every attention "
@@ -154,9 +152,7 @@ class ModelConfig:
         if self.clip is not None and self.clip.output_dim != self.unet.context_dim:
             raise Sv4dError("clip.output_dim must equal unet.context_dim")
         if len(self.azimuths_deg) != self.num_views + 1:
-            raise Sv4dError(
-                f"azimuths_deg needs num_views + 1 = {self.num_views + 1} values (view 0 is the input)"
-            )
+            raise Sv4dError(f"azimuths_deg needs num_views + 1 = {self.num_views + 1} values (view 0 is the input)")
 
     @property
     def latent_size(self) -> int:
@@ -170,7 +166,7 @@ class ModelConfig:
         return json.dumps(self.to_dict(), sort_keys=True)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
+    def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
         d = dict(d)
         try:
             unet = UNetConfig(**_tuples(d.pop("unet")))
@@ -183,13 +179,13 @@ class ModelConfig:
             raise Sv4dError(f"not a valid sv4d model config: {e}") from None
 
     @classmethod
-    def from_json(cls, s: str) -> "ModelConfig":
+    def from_json(cls, s: str) -> ModelConfig:
         try:
             return cls.from_dict(json.loads(s))
         except json.JSONDecodeError as e:
             raise Sv4dError(f"model config is not valid JSON: {e}") from None
 
-    def replace(self, **kw: Any) -> "ModelConfig":
+    def replace(self, **kw: Any) -> ModelConfig:
         return dataclasses.replace(self, **kw)
 
 
@@ -235,15 +231,22 @@ def tiny_config(
     (1, 1, 2), ...
     """
     levels = int(vae_downsample).bit_length() - 1
-    if vae_downsample < 1 or 2 ** levels != vae_downsample:
+    if vae_downsample < 1 or 2**levels != vae_downsample:
         raise Sv4dError(f"vae_downsample must be a power of two, got {vae_downsample}")
     if image_size % vae_downsample:
         raise Sv4dError(f"image_size {image_size} is not a multiple of vae_downsample {vae_downsample}")
     clip = None
     if with_clip:
         clip = CLIPVisionConfig(
-            image_size=28, patch_size=14, width=32, layers=1, heads=2, output_dim=context_dim,
-            vocab_size=16, context_length=4, text_width=16,
+            image_size=28,
+            patch_size=14,
+            width=32,
+            layers=1,
+            heads=2,
+            output_dim=context_dim,
+            vocab_size=16,
+            context_length=4,
+            text_width=16,
         )
     azimuths = tuple(round(360.0 * i / (num_views + 1), 4) for i in range(num_views + 1))
     return ModelConfig(

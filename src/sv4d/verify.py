@@ -15,21 +15,23 @@ Every size is read from the directory. Tolerances follow the README's section 5.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
+from .checkpoint import build_model, load_tensors_into
 from .config import ModelConfig
+from .devices import resolve_device
 from .diffusion.guiders import guidance_scales
+from .diffusion.sampling import make_denoiser
 from .diffusion.schedules import edm_sigmas
 from .errors import Sv4dError
-from .io.checkpoint import build_model, load_tensors_into
 from .io.reference_config import model_config_from_reference
-from .models.engine import SV4DModel
+from .models.sv4d import SV4DModel
 
 # (atol, rtol) per quantity (golden README section 5)
 TOL_UNET_OUT = (1e-4, 1e-4)
@@ -88,7 +90,9 @@ def _scalar(t: dict[str, torch.Tensor], key: str) -> int | None:
 
 
 class GoldenRunner:
-    def __init__(self, directory: str | Path, device: str = "cpu") -> None:
+    """Runs a golden directory's vectors on ``device`` (``cpu``, ``cuda``, ``cuda:N``, ``auto``, ...)."""
+
+    def __init__(self, directory: str | Path, device: str | torch.device = "cpu") -> None:
         self.dir = Path(directory)
         if not self.dir.is_dir():
             raise Sv4dError(f"golden directory not found: {self.dir}")
@@ -99,7 +103,7 @@ class GoldenRunner:
             self.doc = json.loads(cfg_path.read_text())
         except json.JSONDecodeError as e:
             raise Sv4dError(f"{cfg_path} is not valid JSON: {e}") from None
-        self.device = device
+        self.device = resolve_device(device)
         self.weights = _load_golden_weights(self.dir)
         self._models: dict[str, SV4DModel] = {}
 
@@ -116,7 +120,7 @@ class GoldenRunner:
         with safe_open(str(path), "pt") as f:
             meta = f.metadata() or {}
         t = load_file(str(path))
-        style = meta.get("style") or path.stem[len("unet_"):]
+        style = meta.get("style") or path.stem[len("unet_") :]
         model = self.model(style)
         unet = model.unet
         group = path.stem
@@ -127,15 +131,19 @@ class GoldenRunner:
         dev = self.device
         with torch.no_grad():
             out = unet(
-                t["x"].to(dev), t["timesteps"].to(dev), context=t["context"].to(dev), y=t["y"].to(dev),
-                cond_view=t["cond_view"].to(dev), trace=trace,
+                t["x"].to(dev),
+                t["timesteps"].to(dev),
+                context=t["context"].to(dev),
+                y=t["y"].to(dev),
+                cond_view=t["cond_view"].to(dev),
+                trace=trace,
             )
         if "sigma" in t:
             yield compare(group, "timesteps = 0.25 ln sigma", 0.25 * t["sigma"].log(), t["timesteps"], (1e-6, 0.0))
         yield compare(group, "out", out, t["out"], TOL_UNET_OUT)
         for k in sorted(t):
             if k.startswith("trace."):
-                name = k[len("trace."):]
+                name = k[len("trace.") :]
                 if name not in trace:
                     yield Check(group, f"{k} (not produced)", float("inf"), *TOL_TRACE, False)
                 else:
@@ -162,15 +170,23 @@ class GoldenRunner:
         # 1. conditioner, without conditioning noise, against the noise-free encodings
         polar = t.get("in.polar_rad_f64", t.get("in.polar_rad"))
         azim = t.get("in.azimuth_rad_f64", t.get("in.azimuth_rad"))
-        args = (g("in.cond_frames_without_noise"), g("in.cond_frames"), g("in.cond_view_images"),
-                g("in.cond_motion_images"), polar.to(dev), azim.to(dev))
+        args = (
+            g("in.cond_frames_without_noise"),
+            g("in.cond_frames"),
+            g("in.cond_view_images"),
+            g("in.cond_motion_images"),
+            polar.to(dev),
+            azim.to(dev),
+        )
         with torch.no_grad():
             c0, _ = model.conditioner(*args, cond_mv=True, noise_sigma=0.0)
             gen = torch.Generator(device=dev).manual_seed(0)
             c1, uc1 = model.conditioner(*args, cond_mv=cond_mv, generator=gen)
         for k in ("concat", "cond_view", "cond_motion"):
             if f"ref.noise_free_{k}" in t:
-                yield compare(group, f"conditioner {k} (noise-free)", c0[k], t[f"ref.noise_free_{k}"], TOL_COND_NOISE_FREE)
+                yield compare(
+                    group, f"conditioner {k} (noise-free)", c0[k], t[f"ref.noise_free_{k}"], TOL_COND_NOISE_FREE
+                )
         for k in ("crossattn", "vector", "concat", "cond_view", "cond_motion"):
             tol = TOL_VECTOR if k in ("crossattn", "vector") else TOL_COND_NOISY
             if f"c.{k}" in t:
@@ -194,8 +210,9 @@ class GoldenRunner:
             if "num_frames" in gp and int(gp["num_frames"]) != T * V:
                 raise Sv4dError(f"{path}: guider num_frames {gp['num_frames']} != T*V = {T * V}")
         if "guider" in meta:
-            kind = {"LinearPredictionGuider": "linear",
-                    "SpatiotemporalPredictionGuider": "spatiotemporal"}.get(meta["guider"], kind)
+            kind = {"LinearPredictionGuider": "linear", "SpatiotemporalPredictionGuider": "spatiotemporal"}.get(
+                meta["guider"], kind
+            )
         scales = guidance_scales(kind, T, V, smin, smax)
         noise = g("in.noise")
         x_init = noise * torch.sqrt(1.0 + sigmas[0].to(dev) ** 2)
@@ -204,7 +221,7 @@ class GoldenRunner:
 
         steps: list[dict[str, torch.Tensor]] = []
         traces: list[dict[str, torch.Tensor]] = []
-        den = model.make_denoiser(c, uc, scales, trace=traces.append)
+        den = make_denoiser(model, c, uc, scales, trace=traces.append)
         from .diffusion.samplers import sample_euler
 
         with torch.no_grad():
@@ -215,7 +232,9 @@ class GoldenRunner:
                     if f"step0.{k}" in t:
                         yield compare(group, f"step0.{k}", tr[k], t[f"step0.{k}"], TOL_LATENT)
             if f"step{i}.denoised_guided" in t:
-                yield compare(group, f"step{i}.denoised_guided", st["denoised"], t[f"step{i}.denoised_guided"], TOL_LATENT)
+                yield compare(
+                    group, f"step{i}.denoised_guided", st["denoised"], t[f"step{i}.denoised_guided"], TOL_LATENT
+                )
             if f"step{i}.x_next" in t:
                 tol = TOL_STEP0_XNEXT if i == 0 else TOL_LATENT
                 yield compare(group, f"step{i}.x_next", st["x"], t[f"step{i}.x_next"], tol)
@@ -247,10 +266,20 @@ class GoldenRunner:
         return checks
 
 
-def verify_golden(directory: str | Path, device: str = "cpu", echo: Callable[[str], None] | None = print) -> bool:
-    """Run every vector in ``directory``; print one line per tensor; True if all pass."""
+def verify_golden(
+    directory: str | Path, device: str | torch.device = "cpu", echo: Callable[[str], None] | None = print
+) -> bool:
+    """Run every vector in ``directory`` on ``device`` (``auto`` = CUDA when available); print one
+    line per tensor; True if all pass."""
     runner = GoldenRunner(directory, device=device)
-    checks = runner.run(on_check=(lambda c: echo(c.line())) if echo else None)
+    # The tolerances are for true float32 maths: TF32 matrix products (on by default for
+    # convolutions on Ampere and later GPUs) would fail a correct model.
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        checks = runner.run(on_check=(lambda c: echo(c.line())) if echo else None)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
     n_bad = sum(not c.ok for c in checks)
     if echo:
         echo(f"{len(checks) - n_bad} passed, {n_bad} failed")

@@ -47,38 +47,43 @@ import json
 import math
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
 from ..errors import Sv4dError
-from ..io.jsonable import jsonable
-from ..io.thumbnails import thumbnail, tile
 from ..io.atomic import atomic_folder
+from ..io.jsonable import jsonable
 from ..io.multiview import MultiViewSet, composite_white, read_multiview
+from ..io.thumbnails import thumbnail, tile
 
 __all__ = ["UNITS", "Thresholds", "static_track", "rectify_offsets", "measure", "verdict", "curate"]
 
 UNITS = {
     "drift": "object sizes (longest side of the clip's bounding box); static part's largest distance from its mean",
-    "drift_after": "object sizes (longest side of the rectified clip's bounding box); bounding-box centre after rectify_offsets",
-    "scale_ratio": "ratio >= 1 of the largest to the smallest projected size sqrt(alpha area) over frames, median over views",
-    "motion": "mean absolute RGB difference over white (0..1) within the union of the masks, largest over keyframe pairs, median over views",
+    "drift_after": "object sizes (longest side of the rectified clip's bounding box); "
+    "bounding-box centre after rectify_offsets",
+    "scale_ratio": "ratio >= 1 of the largest to the smallest projected size sqrt(alpha area) over frames, "
+    "median over views",
+    "motion": "mean absolute RGB difference over white (0..1) within the union of the masks, "
+    "largest over keyframe pairs, median over views",
     "luminance": "Rec. 709 luma of sRGB values (0..1), alpha-weighted mean over all foreground",
     "touches_border": "fraction of images whose alpha touches the image border",
     "empty_images": "fraction of images without any foreground",
 }
 _LUMA = np.array([0.2126, 0.7152, 0.0722], np.float32)
-_NEIGHBOURS = 8       # spread is averaged over this many nearest vertices (spatial coherence)
-_ITERATIONS = 3       # re-selections relative to the chosen part's centroid
-_WHITE_CUT = 250      # rgb_white-only sets: a pixel is foreground when a channel is below this
+_NEIGHBOURS = 8  # spread is averaged over this many nearest vertices (spatial coherence)
+_ITERATIONS = 3  # re-selections relative to the chosen part's centroid
+_WHITE_CUT = 250  # rgb_white-only sets: a pixel is foreground when a channel is below this
 
 
 # ----------------------------------------------------------------------------------- geometry
+
 
 def _vertices(vertices: Any, what: str = "vertices") -> np.ndarray:
     try:
@@ -119,7 +124,7 @@ def static_track(vertices: Any, fraction: float = 0.3) -> tuple[np.ndarray, np.n
         raise Sv4dError(f"fraction must be in (0, 1], got {fraction}")
     n = v.shape[1]
     k = min(n, max(1, math.ceil(float(fraction) * n)))
-    rest = v.mean(axis=0)                                    # (N, 3) mean shape over the clip
+    rest = v.mean(axis=0)  # (N, 3) mean shape over the clip
     size = float(np.ptp(v.reshape(-1, 3), axis=0).max()) or 1.0
     neighbours = None
     if n > 1:
@@ -161,7 +166,7 @@ def drift(v: np.ndarray, fraction: float = 0.3) -> tuple[float, float]:
     size = float(np.ptp(v.reshape(-1, 3), axis=0).max())
     drift = float(np.linalg.norm(track - track.mean(0), axis=1).max()) / size if size > 0 else 0.0
     r = v + (track.mean(0) - track)[:, None]
-    centre = (r.min(axis=1) + r.max(axis=1)) / 2.0                     # (F, 3) bounding-box centres
+    centre = (r.min(axis=1) + r.max(axis=1)) / 2.0  # (F, 3) bounding-box centres
     size_r = float(np.ptp(r.reshape(-1, 3), axis=0).max())
     after = float(np.linalg.norm(centre - centre.mean(0), axis=1).max()) / size_r if size_r > 0 else 0.0
     return drift, after
@@ -178,6 +183,7 @@ def _load_geometry(path: Path) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------------- images
+
 
 def touches_border(alpha: np.ndarray) -> np.ndarray:
     """(..., H, W) masks -> (...) bool: the mask has a pixel in the first or last row or column."""
@@ -198,7 +204,7 @@ def _view_rgba(ms: MultiViewSet, view: int) -> np.ndarray:
 
 
 def _motion(rgba: np.ndarray, keys: np.ndarray) -> float:
-    white = composite_white(rgba[keys]).astype(np.float32) / np.float32(255.0)   # (K, H, W, 3)
+    white = composite_white(rgba[keys]).astype(np.float32) / np.float32(255.0)  # (K, H, W, 3)
     fg = rgba[keys, ..., 3] > 0
     best = 0.0
     for a in range(len(keys)):
@@ -210,8 +216,7 @@ def _motion(rgba: np.ndarray, keys: np.ndarray) -> float:
     return best
 
 
-def _measure(ms: MultiViewSet, fraction: float, keyframes: int, thumb: int | None
-             ) -> tuple[dict, np.ndarray | None]:
+def _measure(ms: MultiViewSet, fraction: float, keyframes: int, thumb: int | None) -> tuple[dict, np.ndarray | None]:
     n_v, n_f = ms.num_views, ms.num_frames
     keys = _keyframes(n_f, keyframes)
     ratios, motions = [], []
@@ -221,10 +226,10 @@ def _measure(ms: MultiViewSet, fraction: float, keyframes: int, thumb: int | Non
     frames_row: list[np.ndarray] = []
     views_row: list[np.ndarray] = []
     for v in range(n_v):
-        rgba = _view_rgba(ms, v)                                           # (F, H, W, 4)
+        rgba = _view_rgba(ms, v)  # (F, H, W, 4)
         alpha = rgba[..., 3]
         a = alpha.astype(np.float32) / np.float32(255.0)
-        size = np.sqrt(a.sum(axis=(1, 2), dtype=np.float64))              # (F,) pixels
+        size = np.sqrt(a.sum(axis=(1, 2), dtype=np.float64))  # (F,) pixels
         ratios.append(float(size.max() / max(size.min(), 1.0)) if size.max() > 0 else 1.0)
         motions.append(_motion(rgba, keys))
         y = rgba[..., :3].astype(np.float32) @ (_LUMA / np.float32(255.0))
@@ -275,6 +280,7 @@ def measure(set_path: str | os.PathLike, *, fraction: float = 0.3, keyframes: in
 
 # ----------------------------------------------------------------------------------- verdict
 
+
 @dataclass
 class Thresholds:
     """Limits of :func:`verdict`; None switches a check off.
@@ -286,10 +292,10 @@ class Thresholds:
 
     # fox_walk (a good clip, shared/data/multiview) measures drift 0.008, scale ratio 1.03
     # (1.04 at most per view), motion 0.27, luminance 0.53, touches border 0.
-    max_drift: float | None = 0.1          # walking off by its own size gives >= 0.25
-    max_scale_ratio: float | None = 1.5    # growing 2x gives 2.0
-    min_motion: float | None = 0.02        # a frozen clip gives 0
-    min_luminance: float | None = 0.15     # fox_walk's colours x 0.1 give about 0.05
+    max_drift: float | None = 0.1  # walking off by its own size gives >= 0.25
+    max_scale_ratio: float | None = 1.5  # growing 2x gives 2.0
+    min_motion: float | None = 0.02  # a frozen clip gives 0
+    min_luminance: float | None = 0.15  # fox_walk's colours x 0.1 give about 0.05
     max_touches_border: float | None = 0.5
     max_empty_images: float | None = 0.0
 
@@ -319,11 +325,15 @@ def verdict(measures: dict, thresholds: Thresholds | None = None) -> tuple[bool,
     if t.max_drift is not None and m.get("drift") is not None and m["drift"] > t.max_drift:
         after = m.get("drift_after")
         note = "" if after is None else f" (rectification would leave {_g(after)})"
-        reasons.append(f"drift: the static part strays {_g(m['drift'])} object sizes from its mean "
-                       f"position > {_g(t.max_drift)}{note}")
+        reasons.append(
+            f"drift: the static part strays {_g(m['drift'])} object sizes from its mean "
+            f"position > {_g(t.max_drift)}{note}"
+        )
     if t.max_scale_ratio is not None and m["scale_ratio"] > t.max_scale_ratio:
-        reasons.append(f"inconsistent scaling: projected size max/min {_g(m['scale_ratio'])} > "
-                       f"{_g(t.max_scale_ratio)} (median over views)")
+        reasons.append(
+            f"inconsistent scaling: projected size max/min {_g(m['scale_ratio'])} > "
+            f"{_g(t.max_scale_ratio)} (median over views)"
+        )
     if t.min_motion is not None and m["motion"] < t.min_motion:
         reasons.append(f"minimal motion: largest keyframe difference {_g(m['motion'])} < {_g(t.min_motion)}")
     if t.min_luminance is not None:
@@ -332,15 +342,19 @@ def verdict(measures: dict, thresholds: Thresholds | None = None) -> tuple[bool,
         elif m["luminance"] < t.min_luminance:
             reasons.append(f"dark lighting: mean foreground luminance {_g(m['luminance'])} < {_g(t.min_luminance)}")
     if t.max_touches_border is not None and m["touches_border"] > t.max_touches_border:
-        reasons.append(f"touches border: fraction of images cut by the border {_g(m['touches_border'])} > "
-                       f"{_g(t.max_touches_border)}")
+        reasons.append(
+            f"touches border: fraction of images cut by the border {_g(m['touches_border'])} > "
+            f"{_g(t.max_touches_border)}"
+        )
     if t.max_empty_images is not None and m["empty_images"] > t.max_empty_images:
-        reasons.append(f"empty images: fraction of images without foreground {_g(m['empty_images'])} > "
-                       f"{_g(t.max_empty_images)}")
+        reasons.append(
+            f"empty images: fraction of images without foreground {_g(m['empty_images'])} > {_g(t.max_empty_images)}"
+        )
     return not reasons, reasons
 
 
 # ----------------------------------------------------------------------------------- report
+
 
 def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name)[:60] or "set"
@@ -365,14 +379,17 @@ def _html(report: dict) -> str:
     e = html.escape
     t = report["thresholds"]
     c = report["counts"]
-    out = ["<!doctype html>", "<html><head><meta charset='utf-8'><title>sv4d curation</title>",
-           "<style>body{font-family:sans-serif;margin:1.5em}table{border-collapse:collapse}"
-           "td{padding:6px;vertical-align:top;border-bottom:1px solid #ddd}.r{color:#a00}"
-           ".p{color:#666;font-size:85%}img{image-rendering:pixelated}</style></head><body>",
-           "<h1>Curation</h1>",
-           f"<p>kept {c['kept']} of {c['paths']} paths ({c['sets']} multi-view sets; "
-           f"paths that are not sets: {c['not_sets']})</p>",
-           "<p>thresholds: " + e(", ".join(f"{k} = {'off' if v is None else v}" for k, v in t.items())) + "</p>"]
+    out = [
+        "<!doctype html>",
+        "<html><head><meta charset='utf-8'><title>sv4d curation</title>",
+        "<style>body{font-family:sans-serif;margin:1.5em}table{border-collapse:collapse}"
+        "td{padding:6px;vertical-align:top;border-bottom:1px solid #ddd}.r{color:#a00}"
+        ".p{color:#666;font-size:85%}img{image-rendering:pixelated}</style></head><body>",
+        "<h1>Curation</h1>",
+        f"<p>kept {c['kept']} of {c['paths']} paths ({c['sets']} multi-view sets; "
+        f"paths that are not sets: {c['not_sets']})</p>",
+        "<p>thresholds: " + e(", ".join(f"{k} = {'off' if v is None else v}" for k, v in t.items())) + "</p>",
+    ]
     for title, keep in (("Kept", True), ("Dropped", False)):
         rows = [s for s in report["sets"] if s["keep"] is keep]
         out.append(f"<h2>{title} ({len(rows)})</h2>")
@@ -405,9 +422,17 @@ def _check_report(report: Path, paths: Sequence[Path], overwrite: bool) -> None:
             raise Sv4dError(f"the report folder {report} would replace the set {p}; choose another --report")
 
 
-def curate(sets: Sequence[str | os.PathLike], report_dir: str | os.PathLike, thresholds: Thresholds | None = None,
-           progress: bool = True, *, overwrite: bool = False, fraction: float = 0.3, keyframes: int = 16,
-           thumb: int = 64) -> dict:
+def curate(
+    sets: Sequence[str | os.PathLike],
+    report_dir: str | os.PathLike,
+    thresholds: Thresholds | None = None,
+    progress: bool = True,
+    *,
+    overwrite: bool = False,
+    fraction: float = 0.3,
+    keyframes: int = 16,
+    thumb: int = 64,
+) -> dict:
     """Measure every set, judge it (:func:`verdict`) and write the report folder atomically.
 
     ``report_dir/curation.json``: per path (in the given order) ``path``, ``name``, ``keep``,
@@ -432,8 +457,15 @@ def curate(sets: Sequence[str | os.PathLike], report_dir: str | os.PathLike, thr
     with atomic_folder(report) as tmp:
         (tmp / "thumbs").mkdir()
         for i, p in enumerate(tqdm(paths, desc="curating", unit="set", disable=not progress)):
-            entry: dict[str, Any] = {"path": str(p), "name": p.name or str(p), "keep": False, "reasons": [],
-                                     "measures": None, "thumbnail": None, "is_set": False}
+            entry: dict[str, Any] = {
+                "path": str(p),
+                "name": p.name or str(p),
+                "keep": False,
+                "reasons": [],
+                "measures": None,
+                "thumbnail": None,
+                "is_set": False,
+            }
             entries.append(entry)
             try:
                 ms = read_multiview(p)
@@ -453,12 +485,16 @@ def curate(sets: Sequence[str | os.PathLike], report_dir: str | os.PathLike, thr
             entry["thumbnail"] = name
         n_sets = sum(e["is_set"] for e in entries)
         if n_sets == 0:
-            raise Sv4dError(f"none of the {len(paths)} path(s) is a multi-view set "
-                            f"(first: {entries[0]['reasons'][0]})")
+            raise Sv4dError(f"none of the {len(paths)} path(s) is a multi-view set (first: {entries[0]['reasons'][0]})")
         kept = sum(e["keep"] for e in entries)
         result = {
-            "counts": {"paths": len(paths), "sets": n_sets, "kept": kept, "dropped": len(paths) - kept,
-                       "not_sets": len(paths) - n_sets},
+            "counts": {
+                "paths": len(paths),
+                "sets": n_sets,
+                "kept": kept,
+                "dropped": len(paths) - kept,
+                "not_sets": len(paths) - n_sets,
+            },
             "thresholds": asdict(t),
             "units": dict(UNITS),
             "settings": {"static_fraction": float(fraction), "keyframes": int(keyframes), "thumb": int(thumb)},

@@ -17,13 +17,13 @@ camera-space z (along the viewing axis) averaged over the covered sub-pixels, 0 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 
+from ..cameras import SV4D_FOV_DEG, Intrinsics, orbit_c2w
 from ..errors import Sv4dError
-from ..io.multiview import Intrinsics, orbit_c2w
 
 __all__ = ["RenderSettings", "AssetRenderer", "DEFAULT_LIGHTS"]
 
@@ -36,16 +36,16 @@ class RenderSettings:
     """How images are rasterised (sizes in output pixels)."""
 
     size: int = 256
-    fov_deg: float = 33.8
+    fov_deg: float = SV4D_FOV_DEG
     ssaa: int = 2
     ambient: float = 0.35
     lights: Sequence[tuple[float, float, float]] = field(default_factory=lambda: DEFAULT_LIGHTS)
-    metallic: float | None = 0.0      # None keeps the asset's value
+    metallic: float | None = 0.0  # None keeps the asset's value
     roughness: float | None = 0.8
     znear: float = 0.01
     zfar: float = 12.0
     depth: bool = False
-    light_scale: float = 1.0          # multiplies the ambient term and every light
+    light_scale: float = 1.0  # multiplies the ambient term and every light
 
     @property
     def intrinsics(self) -> Intrinsics:
@@ -53,12 +53,20 @@ class RenderSettings:
 
     def describe(self) -> dict:
         k = self.light_scale
-        return {"renderer": f"pyrender {_pyrender().__version__}, PYOPENGL_PLATFORM={os.environ.get('PYOPENGL_PLATFORM')}",
-                "ssaa": self.ssaa, "msaa": 4, "shading": "lit", "ambient": self.ambient * k,
-                "lights": [{"type": "directional", "from_elevation_deg": e, "from_azimuth_deg": a, "intensity": i * k}
-                           for e, a, i in self.lights],
-                "roughness_override": self.roughness, "metallic_override": self.metallic,
-                "background": "transparent (alpha 0); rgb_white composited over white"}
+        return {
+            "renderer": f"pyrender {_pyrender().__version__}, PYOPENGL_PLATFORM={os.environ.get('PYOPENGL_PLATFORM')}",
+            "ssaa": self.ssaa,
+            "msaa": 4,
+            "shading": "lit",
+            "ambient": self.ambient * k,
+            "lights": [
+                {"type": "directional", "from_elevation_deg": e, "from_azimuth_deg": a, "intensity": i * k}
+                for e, a, i in self.lights
+            ],
+            "roughness_override": self.roughness,
+            "metallic_override": self.metallic,
+            "background": "transparent (alpha 0); rgb_white composited over white",
+        }
 
 
 def _pyrender():
@@ -102,20 +110,26 @@ class AssetRenderer:
         intr = settings.intrinsics.scaled(big, big)
         if not settings.light_scale >= 0:
             raise Sv4dError(f"the light scale must be >= 0, got {settings.light_scale}")
-        self._scene = pr.Scene(bg_color=[0.0, 0.0, 0.0, 0.0], ambient_light=[settings.ambient * settings.light_scale] * 3)
+        self._scene = pr.Scene(
+            bg_color=[0.0, 0.0, 0.0, 0.0], ambient_light=[settings.ambient * settings.light_scale] * 3
+        )
         cam = pr.IntrinsicsCamera(intr.fx, intr.fy, intr.cx, intr.cy, znear=settings.znear, zfar=settings.zfar)
         self._cam = self._scene.add(cam, pose=np.eye(4))
         for el, az, intensity in settings.lights:
-            self._scene.add(pr.DirectionalLight(color=np.ones(3), intensity=intensity * settings.light_scale),
-                            pose=orbit_c2w(az, el, 1.0))
+            self._scene.add(
+                pr.DirectionalLight(color=np.ones(3), intensity=intensity * settings.light_scale),
+                pose=orbit_c2w(el, az, 1.0),
+            )
         self._mesh_nodes: list = []
         self._materials: dict[int, object] = {}
         try:
             self._renderer = pr.OffscreenRenderer(big, big)
         except Exception as e:  # no EGL / OpenGL available
-            raise Sv4dError(f"cannot open an offscreen OpenGL context ({type(e).__name__}: {e}); on a machine "
-                            "without a GPU install Mesa's EGL (apt-get install libegl1 libegl-mesa0 "
-                            "libgl1-mesa-dri) and keep PYOPENGL_PLATFORM=egl") from None
+            raise Sv4dError(
+                f"cannot open an offscreen OpenGL context ({type(e).__name__}: {e}); on a machine "
+                "without a GPU install Mesa's EGL (apt-get install libegl1 libegl-mesa0 "
+                "libgl1-mesa-dri) and keep PYOPENGL_PLATFORM=egl"
+            ) from None
 
     def _material(self, m) -> object:
         key = id(m)
@@ -123,13 +137,19 @@ class AssetRenderer:
             pr, s = self._pr, self.settings
             tex = None
             if m.texture is not None:
-                tex = pr.Texture(source=m.texture, source_channels="RGBA",
-                                 sampler=pr.Sampler(wrapS=m.sampler_wrap[0], wrapT=m.sampler_wrap[1]))
+                tex = pr.Texture(
+                    source=m.texture,
+                    source_channels="RGBA",
+                    sampler=pr.Sampler(wrapS=m.sampler_wrap[0], wrapT=m.sampler_wrap[1]),
+                )
             self._materials[key] = pr.MetallicRoughnessMaterial(
-                baseColorFactor=np.asarray(m.base_color, np.float64), baseColorTexture=tex,
+                baseColorFactor=np.asarray(m.base_color, np.float64),
+                baseColorTexture=tex,
                 metallicFactor=m.metallic if s.metallic is None else s.metallic,
                 roughnessFactor=m.roughness if s.roughness is None else s.roughness,
-                doubleSided=bool(m.double_sided), alphaMode=m.alpha_mode)
+                doubleSided=bool(m.double_sided),
+                alphaMode=m.alpha_mode,
+            )
         return self._materials[key]
 
     def set_geometry(self, prims: Sequence) -> None:
@@ -144,11 +164,17 @@ class AssetRenderer:
                 continue
             normals = p.normals if p.normals is not None else _vertex_normals(p.positions, p.indices)
             uv = p.uv if (p.uv is not None and p.material.texture is not None) else None
-            prim_objs.append(pr.Primitive(positions=p.positions.astype(np.float32), normals=normals.astype(np.float32),
-                                          texcoord_0=None if uv is None else _gl_uv(uv),
-                                          color_0=None if p.colors is None else p.colors.astype(np.float32),
-                                          indices=p.indices.astype(np.uint32), material=self._material(p.material),
-                                          mode=4))
+            prim_objs.append(
+                pr.Primitive(
+                    positions=p.positions.astype(np.float32),
+                    normals=normals.astype(np.float32),
+                    texcoord_0=None if uv is None else _gl_uv(uv),
+                    color_0=None if p.colors is None else p.colors.astype(np.float32),
+                    indices=p.indices.astype(np.uint32),
+                    material=self._material(p.material),
+                    mode=4,
+                )
+            )
         if not prim_objs:
             raise Sv4dError("the asset has no triangles to render")
         self._mesh_nodes.append(self._scene.add(pr.Mesh(primitives=prim_objs)))

@@ -22,9 +22,7 @@ def _tri(u: float) -> float:
     return 2.0 * abs(u - math.floor(u + 0.5))
 
 
-def spatiotemporal_scales(
-    num_frames: int, num_views: int, min_scale: float, max_scale: float
-) -> torch.Tensor:
+def spatiotemporal_scales(num_frames: int, num_views: int, min_scale: float, max_scale: float) -> torch.Tensor:
     """SpatiotemporalPredictionGuider:
     ``s[t, v] = min + (max - min) (0.5 t/(T-1) + 0.5 tri(v/(V-1)))``, ``tri(u) = 2|u - floor(u + 1/2)|``.
     Returns (N,) frame-major.

@@ -5,9 +5,7 @@ from __future__ import annotations
 import torch
 
 
-def edm_sigmas(
-    num_steps: int, sigma_min: float = 0.002, sigma_max: float = 700.0, rho: float = 7.0
-) -> torch.Tensor:
+def edm_sigmas(num_steps: int, sigma_min: float = 0.002, sigma_max: float = 700.0, rho: float = 7.0) -> torch.Tensor:
     """Karras/EDM sigmas, descending, with a trailing zero: (num_steps + 1,) float32.
 
     ``sigma_i = (sigma_max^(1/rho) + i/(n-1) (sigma_min^(1/rho) - sigma_max^(1/rho)))^rho``.

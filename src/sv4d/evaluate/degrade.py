@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from ..errors import Sv4dError
-from ..io.multiview import read_multiview, write_multiview
+from ..io.multiview import RESERVED_KEYS, read_multiview, write_multiview
 from ..models.clip import gaussian_blur2d
 
 __all__ = ["degrade_images", "degrade_set"]
@@ -41,14 +41,17 @@ def degrade_images(rgba: np.ndarray, blur_sigma: float = 0.0, shift_px: int = 0)
     return (out * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
-def degrade_set(src: str | os.PathLike, dst: str | os.PathLike, *, blur_sigma: float = 0.0, shift_px: int = 0,
-                overwrite: bool = False) -> Path:
+def degrade_set(
+    src: str | os.PathLike,
+    dst: str | os.PathLike,
+    *,
+    blur_sigma: float = 0.0,
+    shift_px: int = 0,
+    overwrite: bool = False,
+) -> Path:
     """Write a blurred and/or shifted copy of the set ``src`` to ``dst``."""
     s = read_multiview(src)
     rgba = np.stack([degrade_images(s.load_view(v, "rgba"), blur_sigma, shift_px) for v in range(s.num_views)])
-    extra = {k: v for k, v in s.meta.items()
-             if k not in ("image_size", "intrinsics", "camera_distance", "frames", "views", "conventions",
-                          "generator")}
+    extra = {k: v for k, v in s.meta.items() if k not in (*RESERVED_KEYS, "conventions", "generator")}
     extra["degraded"] = {"source": str(src), "blur_sigma": blur_sigma, "shift_px": shift_px}
-    return write_multiview(dst, intrinsics=s.intrinsics, views=s.views, times=s.times, rgba=rgba,
-                           camera_distance=s.camera_distance, extra=extra, overwrite=overwrite)
+    return write_multiview(dst, s.rig, rgba=rgba, extra=extra, overwrite=overwrite)

@@ -3,7 +3,8 @@
 The ground truth is a set's ``geometry.npz`` (``vertices`` (F, N, 3), ``faces`` (M, 3), the posed
 mesh of every frame in the set's world frame). The prediction is the folder written by
 ``sv4d export --mesh`` (``mesh_frame_XXX.obj`` or ``.glb``, XXX = the frame's position in the
-set that was fitted, which must be the evaluated ground-truth set).
+set that was fitted, which must be the evaluated ground-truth set), read by
+:func:`sv4d.io.mesh.read_mesh`.
 
 Both surfaces are sampled with ``samples`` points each, uniformly by area (a fixed seed), and
 for every frame the report gives
@@ -18,89 +19,17 @@ in world units (the fox_walk conventions normalise the clip into the unit cube).
 
 from __future__ import annotations
 
-import json
 import os
-import struct
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from scipy.spatial import cKDTree
 
 from ..errors import Sv4dError
+from ..io.mesh import read_mesh
 
-__all__ = ["read_mesh", "sample_surface", "chamfer", "load_geometry", "chamfer_per_frame"]
-
-_COMPONENTS = {5121: np.uint8, 5123: np.uint16, 5125: np.uint32, 5126: np.float32}
-_WIDTH = {"SCALAR": 1, "VEC3": 3}
-
-
-def _read_obj(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    verts, faces = [], []
-    with open(path, encoding="utf-8", errors="replace") as f:
-        for line in f:
-            parts = line.split()
-            if not parts:
-                continue
-            if parts[0] == "v":
-                verts.append([float(x) for x in parts[1:4]])
-            elif parts[0] == "f":
-                idx = [int(p.split("/")[0]) for p in parts[1:]]
-                idx = [i - 1 if i > 0 else len(verts) + i for i in idx]
-                faces.extend([idx[0], idx[k], idx[k + 1]] for k in range(1, len(idx) - 1))
-    return np.asarray(verts, np.float64).reshape(-1, 3), np.asarray(faces, np.int64).reshape(-1, 3)
-
-
-def _accessor(gltf: dict, binary: bytes, i: int) -> np.ndarray:
-    acc = gltf["accessors"][i]
-    view = gltf["bufferViews"][acc["bufferView"]]
-    dtype = np.dtype(_COMPONENTS[acc["componentType"]])
-    width = _WIDTH[acc["type"]]
-    start = view.get("byteOffset", 0) + acc.get("byteOffset", 0)
-    stride = view.get("byteStride", dtype.itemsize * width)
-    if stride != dtype.itemsize * width:
-        raise Sv4dError("interleaved glTF buffers are not supported; export the mesh as OBJ")
-    count = acc["count"] * width
-    return np.frombuffer(binary, dtype, count, start).reshape(acc["count"], width)
-
-
-def _read_glb(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    data = path.read_bytes()
-    if len(data) < 20 or data[:4] != b"glTF":
-        raise Sv4dError(f"{path} is not a binary glTF (.glb) file")
-    n_json = struct.unpack_from("<I", data, 12)[0]
-    gltf = json.loads(data[20:20 + n_json])
-    binary = data[20 + n_json + 8:]
-    if any("matrix" in n or "translation" in n or "rotation" in n for n in gltf.get("nodes", [])):
-        raise Sv4dError(f"{path}: meshes placed by node transforms are not supported; export as OBJ")
-    verts, faces = [], []
-    for prim in gltf["meshes"][0]["primitives"]:
-        if prim.get("mode", 4) != 4 or "indices" not in prim:
-            raise Sv4dError(f"{path}: only indexed triangle meshes are supported")
-        p = _accessor(gltf, binary, prim["attributes"]["POSITION"]).astype(np.float64)
-        f = _accessor(gltf, binary, prim["indices"]).reshape(-1, 3).astype(np.int64)
-        faces.append(f + sum(len(v) for v in verts))
-        verts.append(p)
-    return np.concatenate(verts), np.concatenate(faces)
-
-
-def read_mesh(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
-    """(vertices (N, 3) float64, triangles (M, 3) int64) of an OBJ file or an sv4d GLB file."""
-    p = Path(path)
-    try:
-        if p.suffix.lower() == ".obj":
-            v, f = _read_obj(p)
-        elif p.suffix.lower() == ".glb":
-            v, f = _read_glb(p)
-        else:
-            raise Sv4dError(f"{p}: meshes must be .obj or .glb files")
-    except (OSError, ValueError, KeyError, IndexError, struct.error) as e:
-        raise Sv4dError(f"cannot read mesh {p}: {type(e).__name__}: {e}") from None
-    if len(f) == 0 or len(v) == 0:
-        raise Sv4dError(f"{p} holds no triangles")
-    if f.min() < 0 or f.max() >= len(v):
-        raise Sv4dError(f"{p}: face indices out of range")
-    return v, f
+__all__ = ["sample_surface", "chamfer", "load_geometry", "chamfer_per_frame"]
 
 
 def sample_surface(vertices: np.ndarray, faces: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
@@ -122,9 +51,12 @@ def chamfer(pred_points: np.ndarray, gt_points: np.ndarray) -> dict[str, float]:
     """Accuracy, completeness, Chamfer-L1 and Chamfer-L2 between two point sets."""
     d_pg = cKDTree(gt_points).query(pred_points)[0]
     d_gp = cKDTree(pred_points).query(gt_points)[0]
-    return {"accuracy": float(d_pg.mean()), "completeness": float(d_gp.mean()),
-            "chamfer_l1": float((d_pg.mean() + d_gp.mean()) / 2),
-            "chamfer_l2": float((d_pg ** 2).mean() + (d_gp ** 2).mean())}
+    return {
+        "accuracy": float(d_pg.mean()),
+        "completeness": float(d_gp.mean()),
+        "chamfer_l1": float((d_pg.mean() + d_gp.mean()) / 2),
+        "chamfer_l2": float((d_pg**2).mean() + (d_gp**2).mean()),
+    }
 
 
 def load_geometry(set_path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray] | None:
@@ -142,8 +74,13 @@ def load_geometry(set_path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray] 
     return verts, faces
 
 
-def chamfer_per_frame(mesh_dir: str | os.PathLike, gt_vertices: np.ndarray, gt_faces: np.ndarray,
-                      frames: Sequence[int], samples: int = 20000) -> list[dict]:
+def chamfer_per_frame(
+    mesh_dir: str | os.PathLike,
+    gt_vertices: np.ndarray,
+    gt_faces: np.ndarray,
+    frames: Sequence[int],
+    samples: int = 20000,
+) -> list[dict]:
     """Chamfer figures for each ground-truth frame position in ``frames``."""
     d = Path(mesh_dir)
     if not d.is_dir():
@@ -153,11 +90,15 @@ def chamfer_per_frame(mesh_dir: str | os.PathLike, gt_vertices: np.ndarray, gt_f
         hits = [d / f"mesh_frame_{f:03d}.{ext}" for ext in ("obj", "glb")]
         path = next((h for h in hits if h.is_file()), None)
         if path is None:
-            raise Sv4dError(f"{d} has no mesh for frame {f} (mesh_frame_{f:03d}.obj or .glb); "
-                            "export every evaluated frame with sv4d export --mesh")
+            raise Sv4dError(
+                f"{d} has no mesh for frame {f} (mesh_frame_{f:03d}.obj or .glb); "
+                "export every evaluated frame with sv4d export --mesh"
+            )
         if f >= len(gt_vertices):
             raise Sv4dError(f"geometry.npz has {len(gt_vertices)} frames, frame {f} was asked for")
         pv, pf = read_mesh(path)
-        res = chamfer(sample_surface(pv, pf, samples, seed=f), sample_surface(gt_vertices[f], gt_faces, samples, seed=10_000 + f))
+        res = chamfer(
+            sample_surface(pv, pf, samples, seed=f), sample_surface(gt_vertices[f], gt_faces, samples, seed=10_000 + f)
+        )
         out.append({"frame": f, "mesh": path.name, **res})
     return out

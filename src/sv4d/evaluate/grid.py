@@ -9,14 +9,15 @@ RGBA -> RGB) and kept as uint8; alpha masks are kept when both sets have RGBA im
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from ..cameras import rotation_angle_deg
 from ..errors import Sv4dError
 from ..io.multiview import MultiViewSet, composite_white, read_multiview
 
@@ -50,18 +51,14 @@ class EvalGrid:
         return self.pred.shape[0], self.pred.shape[1]
 
 
-def _rotation_deg(a: np.ndarray, b: np.ndarray) -> float:
-    r = a[:3, :3].T @ b[:3, :3]
-    return float(np.degrees(np.arccos(np.clip((np.trace(r) - 1) / 2, -1.0, 1.0))))
-
-
-def camera_differences(pred: MultiViewSet, gt: MultiViewSet, views: Sequence[int],
-                       frames: Sequence[int]) -> list[str]:
+def camera_differences(pred: MultiViewSet, gt: MultiViewSet, views: Sequence[int], frames: Sequence[int]) -> list[str]:
     """Human-readable differences between the two sets' cameras and times (empty if none)."""
     out = []
     if pred.num_views != gt.num_views or pred.num_frames != gt.num_frames:
-        out.append(f"the prediction has {pred.num_views} views x {pred.num_frames} frames, "
-                   f"the ground truth {gt.num_views} x {gt.num_frames}")
+        out.append(
+            f"the prediction has {pred.num_views} views x {pred.num_frames} frames, "
+            f"the ground truth {gt.num_views} x {gt.num_frames}"
+        )
     scale = max(float(np.linalg.norm(gt.views[0].c2w[:3, 3])), 1e-6)
     bad = []
     for v in views:
@@ -69,15 +66,19 @@ def camera_differences(pred: MultiViewSet, gt: MultiViewSet, views: Sequence[int
             continue
         a, b = pred.views[v].c2w, gt.views[v].c2w
         dpos = float(np.linalg.norm(a[:3, 3] - b[:3, 3]))
-        drot = _rotation_deg(a, b)
+        drot = rotation_angle_deg(a, b)
         if dpos > POSITION_TOL * scale or drot > ANGLE_TOL_DEG:
             bad.append(f"view {v} ({dpos:.3g} apart, rotated {drot:.3g} deg)")
     if bad:
         out.append("cameras differ: " + ", ".join(bad[:4]) + (f" and {len(bad) - 4} more" if len(bad) > 4 else ""))
     pi, gi = pred.intrinsics, gt.intrinsics
     sx, sy = gi.width / pi.width, gi.height / pi.height
-    rel = max(abs(pi.fx * sx - gi.fx) / gi.fx, abs(pi.fy * sy - gi.fy) / gi.fy,
-              abs(pi.cx * sx - gi.cx) / gi.width, abs(pi.cy * sy - gi.cy) / gi.height)
+    rel = max(
+        abs(pi.fx * sx - gi.fx) / gi.fx,
+        abs(pi.fy * sy - gi.fy) / gi.fy,
+        abs(pi.cx * sx - gi.cx) / gi.width,
+        abs(pi.cy * sy - gi.cy) / gi.height,
+    )
     if rel > INTRINSICS_TOL:
         out.append(f"intrinsics differ (fov {pi.fov_x_deg:.2f} vs {gi.fov_x_deg:.2f} deg)")
     common = [f for f in frames if f < pred.num_frames]
@@ -100,8 +101,14 @@ def _resize(images: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
-def _load(s: MultiViewSet, views: Sequence[int], frames: Sequence[int], size: tuple[int, int] | None,
-          desc: str, progress: bool) -> tuple[np.ndarray, np.ndarray | None]:
+def _load(
+    s: MultiViewSet,
+    views: Sequence[int],
+    frames: Sequence[int],
+    size: tuple[int, int] | None,
+    desc: str,
+    progress: bool,
+) -> tuple[np.ndarray, np.ndarray | None]:
     """Composited over white first, then resized (colour and alpha separately), so transparent
     pixels never bleed their colour."""
     rgb = []
@@ -129,9 +136,16 @@ def _positions(chosen: Sequence[int] | None, n: int, what: str) -> list[int]:
     return chosen
 
 
-def load_grids(pred_path: str | os.PathLike, gt_path: str | os.PathLike, *,
-               views: Sequence[int] | None = None, frames: Sequence[int] | None = None,
-               ignore_cameras: bool = False, resize: bool = False, progress: bool = True) -> EvalGrid:
+def load_grids(
+    pred_path: str | os.PathLike,
+    gt_path: str | os.PathLike,
+    *,
+    views: Sequence[int] | None = None,
+    frames: Sequence[int] | None = None,
+    ignore_cameras: bool = False,
+    resize: bool = False,
+    progress: bool = True,
+) -> EvalGrid:
     """Read both sets (optionally only some views / frames, positions in the sets).
 
     ``resize``: bring the prediction to the ground truth's image size when they differ
@@ -144,13 +158,18 @@ def load_grids(pred_path: str | os.PathLike, gt_path: str | os.PathLike, *,
     frames = _positions(frames, f_n, "frame")
     diffs = camera_differences(pred, gt, views, frames)
     if diffs and not ignore_cameras:
-        raise Sv4dError(f"{pred_path} and {gt_path} are not views of the same cameras and frames: "
-                        + "; ".join(diffs) + ". Pass --ignore-cameras to compare them position by position.")
+        raise Sv4dError(
+            f"{pred_path} and {gt_path} are not views of the same cameras and frames: "
+            + "; ".join(diffs)
+            + ". Pass --ignore-cameras to compare them position by position."
+        )
     gsize = (gt.intrinsics.height, gt.intrinsics.width)
     psize = (pred.intrinsics.height, pred.intrinsics.width)
     if psize != gsize and not resize:
-        raise Sv4dError(f"the prediction's images are {psize[1]}x{psize[0]}, the ground truth's "
-                        f"{gsize[1]}x{gsize[0]}; pass --resize to resize the prediction")
+        raise Sv4dError(
+            f"the prediction's images are {psize[1]}x{psize[0]}, the ground truth's "
+            f"{gsize[1]}x{gsize[0]}; pass --resize to resize the prediction"
+        )
     warnings = list(diffs)
     if psize != gsize:
         warnings.append(f"prediction resized from {psize[1]}x{psize[0]} to {gsize[1]}x{gsize[0]}")
@@ -158,5 +177,5 @@ def load_grids(pred_path: str | os.PathLike, gt_path: str | os.PathLike, *,
     g_rgb, g_a = _load(gt, views, frames, None, "read ground truth", progress)
     if p_a is None or g_a is None:
         p_a = g_a = None
-    names = [gt.views[v].dir for v in views]
+    names = [gt.view_dirs[v] for v in views]
     return EvalGrid(p_rgb, g_rgb, p_a, g_a, views, frames, names, gt.times[frames], warnings)

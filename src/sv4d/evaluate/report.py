@@ -29,10 +29,17 @@ from .grid import EvalGrid
 __all__ = ["ERROR_MAX", "write_report"]
 
 ERROR_MAX = 0.5
-_LABELS = {"psnr": "PSNR (dB)", "ssim": "SSIM", "mse": "MSE", "iou": "mask IoU", "lpips": "LPIPS",
-           "clip_s": "CLIP-S"}
-_BETTER = {"psnr": "higher", "ssim": "higher", "mse": "lower", "iou": "higher", "lpips": "lower",
-           "clip_s": "higher", "fvd": "lower", "chamfer": "lower"}
+_LABELS = {"psnr": "PSNR (dB)", "ssim": "SSIM", "mse": "MSE", "iou": "mask IoU", "lpips": "LPIPS", "clip_s": "CLIP-S"}
+_BETTER = {
+    "psnr": "higher",
+    "ssim": "higher",
+    "mse": "lower",
+    "iou": "higher",
+    "lpips": "lower",
+    "clip_s": "higher",
+    "fvd": "lower",
+    "chamfer": "lower",
+}
 
 
 def _error_maps(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
@@ -69,7 +76,9 @@ def _plots(scores: dict[str, np.ndarray], grid: EvalGrid, out: Path) -> None:
 
     names = list(scores)
     for axis, fname, labels, title in (
-            (1, "per_view.png", grid.views, "view"), (0, "per_frame.png", grid.frames, "frame")):
+        (1, "per_view.png", grid.views, "view"),
+        (0, "per_frame.png", grid.frames, "frame"),
+    ):
         fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 2.8), squeeze=False)
         for ax, k in zip(axes[0], names):
             vals = scores[k].mean(axis=axis)
@@ -116,8 +125,10 @@ def write_report(out: Path, grid: EvalGrid, scores: dict[str, np.ndarray], metri
     for k, s in metrics["images"].items():
         rows.append(f"<tr><td>{_LABELS.get(k, k)}</td><td>{_fmt(s['mean'])}</td><td>{_BETTER.get(k, '')}</td></tr>")
     for k, s in (metrics.get("fvd") or {}).get("variants", {}).items():
-        rows.append(f"<tr><td>{k.upper().replace('_', '-')}</td><td>{_fmt(s['fvd'])}</td><td>lower "
-                    f"({s['clips']} clips)</td></tr>")
+        rows.append(
+            f"<tr><td>{k.upper().replace('_', '-')}</td><td>{_fmt(s['fvd'])}</td><td>lower "
+            f"({s['clips']} clips)</td></tr>"
+        )
     geo = metrics.get("geometry")
     if geo:
         for k in ("chamfer_l1", "chamfer_l2", "accuracy", "completeness"):
@@ -127,8 +138,10 @@ def write_report(out: Path, grid: EvalGrid, scores: dict[str, np.ndarray], metri
     strips = []
     for i, name in enumerate(grid.view_names):
         per = " &middot; ".join(f"{_LABELS.get(k, k)} {_fmt(float(scores[k][i].mean()))}" for k in scores)
-        strips.append(f"<h3>{html.escape(name)} (view {grid.views[i]})</h3><p class='m'>{per}</p>"
-                      f"<img src='grid/{html.escape(name)}.png' alt='{html.escape(name)}'>")
+        strips.append(
+            f"<h3>{html.escape(name)} (view {grid.views[i]})</h3><p class='m'>{per}</p>"
+            f"<img src='grid/{html.escape(name)}.png' alt='{html.escape(name)}'>"
+        )
     frames = ", ".join(str(f) for f in grid.frames)
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>sv4d evaluation</title>
@@ -136,19 +149,19 @@ def write_report(out: Path, grid: EvalGrid, scores: dict[str, np.ndarray], metri
 td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left}} img{{max-width:100%}}
 .m{{font-size:90%;color:#444;margin:0 0 4px}} h3{{margin:1.2em 0 2px}}</style></head><body>
 <h1>sv4d evaluation</h1>
-<p>Prediction <code>{html.escape(metrics['prediction'])}</code> against ground truth
-<code>{html.escape(metrics['ground_truth'])}</code>: {len(grid.views)} views x {len(grid.frames)} frames
+<p>Prediction <code>{html.escape(metrics["prediction"])}</code> against ground truth
+<code>{html.escape(metrics["ground_truth"])}</code>: {len(grid.views)} views x {len(grid.frames)} frames
 (frames {html.escape(frames)}), composited on white.</p>
-<table><tr><th>metric</th><th>value</th><th>better</th></tr>{''.join(rows)}</table>
+<table><tr><th>metric</th><th>value</th><th>better</th></tr>{"".join(rows)}</table>
 <p class="m">Settings: {settings}</p>
-{'<ul>' + notes + '</ul>' if notes else ''}
+{"<ul>" + notes + "</ul>" if notes else ""}
 <h2>Per view and per frame</h2>
 <img src="plots/per_view.png" alt="metrics per view"><br><img src="plots/per_frame.png" alt="metrics per frame">
 <h2>Images</h2>
 <p>Each strip: prediction (top), ground truth (middle), error map (bottom); frames left to right;
 every image cropped to the same box around the object (rows {box[0]}-{box[1]}, columns {box[2]}-{box[3]}).</p>
 <img src="plots/error_scale.png" alt="error colour scale">
-{''.join(strips)}
+{"".join(strips)}
 </body></html>
 """
     (out / "index.html").write_text(page, encoding="utf-8")

@@ -6,17 +6,18 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..devices import resolve_device
 from ..errors import Sv4dError
-from ..io.jsonable import jsonable
 from ..io.atomic import atomic_folder
+from ..io.jsonable import jsonable
 from ..metrics import fvd as fvd_mod
 from .geometry import chamfer_per_frame, load_geometry
 from .grid import EvalGrid, load_grids
@@ -35,14 +36,14 @@ class EvalOptions:
 
     views: Sequence[int] | None = None
     frames: Sequence[int] | None = None
-    weights: str | None = None        # folder searched for every network's weights
-    lpips: str | None = None          # file or folder, overrides ``weights``
+    weights: str | None = None  # folder searched for every network's weights
+    lpips: str | None = None  # file or folder, overrides ``weights``
     clip: str | None = None
     i3d: str | None = None
     fvd: bool = True
     clip_length: int = 16
     clip_stride: int | None = None
-    mesh: str | None = None           # folder written by sv4d export --mesh
+    mesh: str | None = None  # folder written by sv4d export --mesh
     chamfer_samples: int = 20000
     ignore_cameras: bool = False
     resize: bool = False
@@ -51,18 +52,6 @@ class EvalOptions:
     thumb: int = 96
     overwrite: bool = False
     progress: bool = True
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(name)
-    except RuntimeError:
-        raise Sv4dError(f"unknown device {name!r}; use auto, cpu or cuda") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise Sv4dError("--device cuda was asked for but no CUDA GPU is available")
-    return dev
 
 
 def _weight_source(explicit: str | None, folder: str | None, present: Callable[[Path], bool]) -> str | None:
@@ -85,17 +74,35 @@ def _notice(notices: list[str], text: str, progress: bool) -> None:
         print(f"note: {text}", file=sys.stderr)
 
 
-def _network_metrics(grid: EvalGrid, opts: EvalOptions, dev: torch.device, folder: str | None,
-                     notices: list[str], timings: dict[str, float]) -> tuple[dict[str, np.ndarray], dict]:
+def _network_metrics(
+    grid: EvalGrid,
+    opts: EvalOptions,
+    dev: torch.device,
+    folder: str | None,
+    notices: list[str],
+    timings: dict[str, float],
+) -> tuple[dict[str, np.ndarray], dict]:
     from ..metrics import clip_score, lpips
 
     scores: dict[str, np.ndarray] = {}
     used: dict[str, str] = {}
     specs = (
-        ("lpips", "LPIPS (VGG)", opts.lpips, lambda d: _has_any(d, lpips.LPIPS_LIN_FILES) and _has_any(d, lpips.VGG16_FILES),
-         lpips.load_lpips, "--lpips FILE|DIR (LPIPS v0.1 vgg.pth + torchvision vgg16-397923af.pth)"),
-        ("clip_s", "CLIP-S (ViT-B/32)", opts.clip, lambda d: _has_any(d, clip_score.CLIP_FILES),
-         clip_score.load_clip, "--clip FILE (OpenAI ViT-B-32.pt, open_clip or Hugging Face weights)"),
+        (
+            "lpips",
+            "LPIPS (VGG)",
+            opts.lpips,
+            lambda d: _has_any(d, lpips.LPIPS_LIN_FILES) and _has_any(d, lpips.VGG16_FILES),
+            lpips.load_lpips,
+            "--lpips FILE|DIR (LPIPS v0.1 vgg.pth + torchvision vgg16-397923af.pth)",
+        ),
+        (
+            "clip_s",
+            "CLIP-S (ViT-B/32)",
+            opts.clip,
+            lambda d: _has_any(d, clip_score.CLIP_FILES),
+            clip_score.load_clip,
+            "--clip FILE (OpenAI ViT-B-32.pt, open_clip or Hugging Face weights)",
+        ),
     )
     for key, label, explicit, present, load, hint in specs:
         src = _weight_source(explicit, folder, present)
@@ -110,21 +117,22 @@ def _network_metrics(grid: EvalGrid, opts: EvalOptions, dev: torch.device, folde
     return scores, used
 
 
-def _fvd(grid: EvalGrid, opts: EvalOptions, dev: torch.device, folder: str | None,
-         notices: list[str]) -> dict | None:
+def _fvd(grid: EvalGrid, opts: EvalOptions, dev: torch.device, folder: str | None, notices: list[str]) -> dict | None:
     from ..metrics import i3d
 
     src = _weight_source(opts.i3d, folder, lambda d: _has_any(d, i3d.I3D_FILES))
     if src is None:
-        _notice(notices, "FVD skipped: no I3D weights (pass --i3d FILE, the Kinetics-400 "
-                "i3d_pretrained_400.pt, or --weights DIR)", opts.progress)
+        _notice(
+            notices,
+            "FVD skipped: no I3D weights (pass --i3d FILE, the Kinetics-400 i3d_pretrained_400.pt, or --weights DIR)",
+            opts.progress,
+        )
         return None
     if opts.clip_length < i3d.MIN_FRAMES:
         raise Sv4dError(f"--clip-length {opts.clip_length} is too short for I3D (at least {i3d.MIN_FRAMES})")
     net = i3d.load_i3d(src, device=dev)
     v_n, f_n = grid.shape
-    todo = sum(len(fvd_mod.variant_clips(v, v_n, f_n, opts.clip_length, opts.clip_stride))
-               for v in fvd_mod.VARIANTS)
+    todo = sum(len(fvd_mod.variant_clips(v, v_n, f_n, opts.clip_length, opts.clip_stride)) for v in fvd_mod.VARIANTS)
     bar = tqdm(total=2 * todo, desc="FVD (I3D)", unit="clip", disable=not opts.progress)
     batch = max(1, opts.batch // 4)
 
@@ -133,7 +141,7 @@ def _fvd(grid: EvalGrid, opts: EvalOptions, dev: torch.device, folder: str | Non
         feats = []
         with torch.inference_mode():
             for s in range(0, len(clips), batch):
-                vids = np.stack([np.stack([images[v, f] for v, f in clip]) for clip in clips[s:s + batch]])
+                vids = np.stack([np.stack([images[v, f] for v, f in clip]) for clip in clips[s : s + batch]])
                 x = torch.from_numpy(vids).to(dev).permute(0, 1, 4, 2, 3).float() / 255.0  # (B, T, 3, H, W)
                 feats.append(net.features(i3d.preprocess_videos(x)).double().cpu().numpy())
                 bar.update(len(vids))
@@ -143,27 +151,41 @@ def _fvd(grid: EvalGrid, opts: EvalOptions, dev: torch.device, folder: str | Non
         variants = fvd_mod.fvd_variants(features, v_n, f_n, opts.clip_length, opts.clip_stride)
     finally:
         bar.close()
-    return {"weights": str(src), "feature": "I3D Kinetics-400 logits (400-d)", "clip_length": opts.clip_length,
-            "clip_stride": opts.clip_stride or opts.clip_length, "variants": variants}
+    return {
+        "weights": str(src),
+        "feature": "I3D Kinetics-400 logits (400-d)",
+        "clip_length": opts.clip_length,
+        "clip_stride": opts.clip_stride or opts.clip_length,
+        "variants": variants,
+    }
 
 
 def _geometry(gt_path: str | os.PathLike, grid: EvalGrid, opts: EvalOptions, notices: list[str]) -> dict | None:
     geo = load_geometry(gt_path)
     if opts.mesh is None:
         if geo is not None:
-            _notice(notices, "Chamfer distance skipped: the ground truth has geometry.npz; pass "
-                    "--mesh DIR (from sv4d export --mesh) to score a fitted model's meshes", opts.progress)
+            _notice(
+                notices,
+                "Chamfer distance skipped: the ground truth has geometry.npz; pass "
+                "--mesh DIR (from sv4d export --mesh) to score a fitted model's meshes",
+                opts.progress,
+            )
         return None
     if geo is None:
         raise Sv4dError(f"--mesh was given but {gt_path} has no geometry.npz to compare with")
     rows = chamfer_per_frame(opts.mesh, geo[0], geo[1], grid.frames, opts.chamfer_samples)
     keys = ("accuracy", "completeness", "chamfer_l1", "chamfer_l2")
-    return {"mesh_dir": str(opts.mesh), "samples": opts.chamfer_samples, "per_frame": rows,
-            "mean": {k: float(np.mean([r[k] for r in rows])) for k in keys}}
+    return {
+        "mesh_dir": str(opts.mesh),
+        "samples": opts.chamfer_samples,
+        "per_frame": rows,
+        "mean": {k: float(np.mean([r[k] for r in rows])) for k in keys},
+    }
 
 
-def evaluate(pred: str | os.PathLike, gt: str | os.PathLike, report: str | os.PathLike,
-             opts: EvalOptions | None = None) -> dict:
+def evaluate(
+    pred: str | os.PathLike, gt: str | os.PathLike, report: str | os.PathLike, opts: EvalOptions | None = None
+) -> dict:
     """Score ``pred`` against ``gt`` and write the report folder; returns metrics.json's content."""
     opts = opts or EvalOptions()
     report = Path(report)
@@ -174,14 +196,21 @@ def evaluate(pred: str | os.PathLike, gt: str | os.PathLike, report: str | os.Pa
             raise Sv4dError(f"the report folder {report} would replace the set {p}")
     if opts.clip_length < 1 or opts.batch < 1 or opts.chamfer_samples < 1 or opts.thumb < 8:
         raise Sv4dError("clip length, batch and Chamfer samples must be positive, thumbnails at least 8 px")
-    dev = _device(opts.device)
+    dev = resolve_device(opts.device)
     folder = opts.weights or os.environ.get(WEIGHTS_ENV)
     if opts.weights and not Path(opts.weights).is_dir():
         raise Sv4dError(f"--weights {opts.weights} is not a folder")
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
-    grid = load_grids(pred, gt, views=opts.views, frames=opts.frames, ignore_cameras=opts.ignore_cameras,
-                      resize=opts.resize, progress=opts.progress)
+    grid = load_grids(
+        pred,
+        gt,
+        views=opts.views,
+        frames=opts.frames,
+        ignore_cameras=opts.ignore_cameras,
+        resize=opts.resize,
+        progress=opts.progress,
+    )
     timings["read"] = time.perf_counter() - t0
     notices: list[str] = []
     t = time.perf_counter()
@@ -199,27 +228,37 @@ def evaluate(pred: str | os.PathLike, gt: str | os.PathLike, report: str | os.Pa
     timings["geometry"] = time.perf_counter() - t
 
     settings = {
-        "background": "white (RGBA composited)", "device": str(dev),
-        "psnr_cap_db": PSNR_CAP_DB, "averages": "means of per-image values",
+        "background": "white (RGBA composited)",
+        "device": str(dev),
+        "psnr_cap_db": PSNR_CAP_DB,
+        "averages": "means of per-image values",
         "ssim": "scikit-image, Gaussian window 11 sigma 1.5, K1 0.01, K2 0.03, population covariance",
         "iou_alpha_threshold": 128 if grid.pred_alpha is not None else None,
         "lpips": "VGG16, LPIPS v0.1 linear layers, inputs in [-1, 1] at native resolution",
         "clip_s": "cosine similarity of CLIP ViT-B/32 image embeddings (224 px, CLIP normalisation)",
         "fvd_orderings": "fvd_f: per view along time; fvd_v: per frame along views; fvd_diag: "
-                         "((start + f) mod V, f); fv4d: serpentine over views (even views forward in time, "
-                         "odd views backward)",
+        "((start + f) mod V, f); fv4d: serpentine over views (even views forward in time, "
+        "odd views backward)",
         "error_map_max": ERROR_MAX,
     }
     metrics = {
-        "prediction": str(pred), "ground_truth": str(gt),
-        "views": grid.views, "view_names": grid.view_names, "frames": grid.frames,
+        "prediction": str(pred),
+        "ground_truth": str(gt),
+        "views": grid.views,
+        "view_names": grid.view_names,
+        "frames": grid.frames,
         "times_s": [float(x) for x in grid.times],
-        "settings": settings, "options": {k: (list(v) if isinstance(v, (list, tuple)) else v)
-                                          for k, v in asdict(opts).items() if k != "progress"},
+        "settings": settings,
+        "options": {
+            k: (list(v) if isinstance(v, (list, tuple)) else v) for k, v in asdict(opts).items() if k != "progress"
+        },
         "weights": net_weights,
         "images": {k: {**summarise(s), "per_image": s.tolist()} for k, s in scores.items()},
         "psnr_capped_images": capped,
-        "fvd": fvd, "geometry": geometry, "notices": notices, "warnings": grid.warnings,
+        "fvd": fvd,
+        "geometry": geometry,
+        "notices": notices,
+        "warnings": grid.warnings,
     }
     with atomic_folder(report) as tmp:
         write_report(tmp, grid, scores, metrics, thumb=opts.thumb)

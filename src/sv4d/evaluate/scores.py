@@ -11,7 +11,7 @@ on batches of images.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -46,8 +46,8 @@ def pixel_scores(grid: EvalGrid, progress: bool = True) -> tuple[dict[str, np.nd
                     out["psnr"][v, f] = min(float(peak_signal_noise_ratio(b, a, data_range=1.0)), PSNR_CAP_DB)
                     capped += out["psnr"][v, f] == PSNR_CAP_DB
                 out["ssim"][v, f] = structural_similarity(
-                    b, a, channel_axis=-1, data_range=1.0, gaussian_weights=True, sigma=1.5,
-                    use_sample_covariance=False)
+                    b, a, channel_axis=-1, data_range=1.0, gaussian_weights=True, sigma=1.5, use_sample_covariance=False
+                )
                 if grid.pred_alpha is not None and grid.gt_alpha is not None:
                     ma, mb = grid.pred_alpha[v, f] >= 128, grid.gt_alpha[v, f] >= 128
                     union = np.logical_or(ma, mb).sum()
@@ -56,9 +56,15 @@ def pixel_scores(grid: EvalGrid, progress: bool = True) -> tuple[dict[str, np.nd
     return out, int(capped)
 
 
-def network_scores(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], grid: EvalGrid, *,
-                   desc: str, batch: int = 8, device: str | torch.device = "cpu",
-                   progress: bool = True) -> np.ndarray:
+def network_scores(
+    fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    grid: EvalGrid,
+    *,
+    desc: str,
+    batch: int = 8,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+) -> np.ndarray:
     """(V, F) scores of a network metric ``fn(pred, gt) -> (N,)`` on (N, 3, H, W) [0, 1] images."""
     v_n, f_n = grid.shape
     flat_p = grid.pred.reshape(v_n * f_n, *grid.pred.shape[2:])
@@ -70,11 +76,10 @@ def network_scores(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], gri
 
     with torch.inference_mode():
         for s in tqdm(range(0, len(out), batch), desc=desc, unit="batch", disable=not progress):
-            out[s:s + batch] = fn(tensor(flat_p[s:s + batch]), tensor(flat_g[s:s + batch])).double().cpu().numpy()
+            out[s : s + batch] = fn(tensor(flat_p[s : s + batch]), tensor(flat_g[s : s + batch])).double().cpu().numpy()
     return out.reshape(v_n, f_n)
 
 
 def summarise(scores: np.ndarray) -> dict:
     """Mean over everything, per view (over frames) and per frame (over views)."""
-    return {"mean": float(scores.mean()), "per_view": scores.mean(1).tolist(),
-            "per_frame": scores.mean(0).tolist()}
+    return {"mean": float(scores.mean()), "per_view": scores.mean(1).tolist(), "per_frame": scores.mean(0).tolist()}

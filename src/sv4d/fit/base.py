@@ -10,13 +10,14 @@ frame sampling) and saves checkpoints.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import fields
-from typing import Any, Sequence, TypeVar
+from typing import Any, TypeVar
 
 import torch
 
+from ..cameras import Intrinsics
 from ..errors import Sv4dError
-from ..io.multiview import Intrinsics
 
 STAGES = ("static", "dynamic")
 
@@ -36,6 +37,20 @@ def config_from_dict(cls: type[C], d: dict[str, Any], what: str) -> C:
     return cls(**d)
 
 
+def check_stage(stage: str) -> str:
+    """``stage`` if it is one of :data:`STAGES`, else an error naming them."""
+    if stage not in STAGES:
+        raise Sv4dError(f"unknown stage {stage!r}; use one of {STAGES}")
+    return stage
+
+
+@torch.no_grad()
+def step_psnr(pred: torch.Tensor, target: torch.Tensor) -> float:
+    """PSNR (dB) of one training batch in [0, 1] (any matching shapes), from its mean squared
+    error floored at 1e-10: the figure every fitter's ``train_step`` reports."""
+    return float(-10 * torch.log10(((pred - target) ** 2).mean().clamp_min(1e-10)))
+
+
 class Fitter(ABC):
     """One representation being fitted.
 
@@ -49,7 +64,7 @@ class Fitter(ABC):
     @abstractmethod
     def set_stage(self, stage: str) -> None:
         """'static': only the canonical (time-independent) part learns and time has no effect;
-        'dynamic': everything learns."""
+        'dynamic': everything learns (check the name with :func:`check_stage`)."""
 
     @abstractmethod
     def train_step(self, step: int, frames: Sequence[int], progress: float) -> dict[str, float]:
@@ -61,10 +76,11 @@ class Fitter(ABC):
         Losses: RGB (over white) and alpha against ``data.alpha``, each pixel multiplied by
         ``data.weight`` (V, F, H, W) when that is not None, plus the method's regularisers."""
 
-    @abstractmethod
     def render(self, c2w: torch.Tensor, intrinsics: Intrinsics, t: float) -> dict[str, torch.Tensor]:
         """Render one view without gradients: ``rgb`` (H, W, 3) over white in [0, 1],
-        ``alpha`` (H, W) opacity, ``depth`` (H, W) expected distance along the ray (0 where empty)."""
+        ``alpha`` (H, W) opacity, ``depth`` (H, W) expected distance along the ray (0 where empty);
+        the model's own render."""
+        return self.model.render(c2w, intrinsics, t)
 
     @abstractmethod
     def state(self) -> dict[str, Any]:

@@ -4,46 +4,73 @@ chosen resolution, with cameras and rays.
 Downsampling uses an area filter on *premultiplied* colour and alpha, then composites on
 white, so edge pixels keep the right mix of object and background (averaging straight
 colours would drag background colour into the object's edges, and compositing first would
-lose alpha). Times are mapped to [0, 1] over the whole set (first to last frame), so a
-subset of frames keeps its place in time.
+lose alpha). Times are mapped to [0, 1] over the whole set (``Rig.time_span``), so a subset of
+frames keeps its place in time.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from typing import Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..cameras import Intrinsics, Rig, TimeSpan
 from ..errors import Sv4dError
-from ..io.multiview import Intrinsics, MultiViewSet, read_multiview
+from ..io.multiview import MultiViewSet, read_multiview
 
 
 @dataclass
 class FitData:
-    """V views x F frames of H x W images.
+    """V views x F frames of H x W images, and the rig they were taken with.
 
     rgb: (V, F, H, W, 3) float32 in [0, 1], over white; alpha: (V, F, H, W) float32.
-    c2w: (V, 4, 4) float32 OpenGL camera-to-world; intrinsics: for H x W.
-    times: (F,) float32 in [0, 1]; views, frames: indices into the set;
-    azimuth_deg, elevation_deg: (V,) float64;
-    weight: None (every pixel counts fully) or (V, F, H, W) float32 per-pixel loss weights.
+    rig: the V fitted cameras (intrinsics for H x W) and the F fitted frames' times in seconds;
+    time_span: the whole set's first-to-last-frame span, which maps seconds to the unit time the
+    fields are indexed by (so a subset of frames keeps its place in time);
+    views, frames: indices into the set; weight: None (every pixel counts fully) or
+    (V, F, H, W) float32 per-pixel loss weights.
+    Derived: c2w (V, 4, 4) float32 OpenGL camera-to-world; times (F,) float32 unit times.
     """
 
     rgb: torch.Tensor
     alpha: torch.Tensor
-    c2w: torch.Tensor
-    intrinsics: Intrinsics
-    times: torch.Tensor
+    rig: Rig
+    time_span: TimeSpan
     views: list[int]
     frames: list[int]
-    azimuth_deg: np.ndarray
-    elevation_deg: np.ndarray
     source: str
     weight: torch.Tensor | None = None
+    c2w: torch.Tensor = field(init=False, repr=False)
+    times: torch.Tensor = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        v, f, h, w = self.alpha.shape
+        if (self.rig.num_views, self.rig.num_frames) != (v, f) or (
+            self.rig.intrinsics.height,
+            self.rig.intrinsics.width,
+        ) != (h, w):
+            raise Sv4dError(
+                f"images {tuple(self.alpha.shape)} do not match the rig's {self.rig.num_views} views x "
+                f"{self.rig.num_frames} frames of {self.rig.intrinsics.width}x{self.rig.intrinsics.height}"
+            )
+        self.c2w = torch.from_numpy(self.rig.c2w).float()
+        self.times = torch.from_numpy(self.time_span.to_unit(self.rig.times)).float()
+
+    @property
+    def intrinsics(self) -> Intrinsics:
+        return self.rig.intrinsics
+
+    @property
+    def azimuth_deg(self) -> np.ndarray:
+        return self.rig.azimuth_deg
+
+    @property
+    def elevation_deg(self) -> np.ndarray:
+        return self.rig.elevation_deg
 
     @property
     def shape(self) -> tuple[int, int, int, int]:
@@ -71,8 +98,7 @@ def downsample_rgba(rgba: np.ndarray, size: int | tuple[int, int]) -> tuple[torc
             pre = F.interpolate(pre, size=(h, w), mode="area")
     alpha = pre[:, 3].clamp(0, 1)
     rgb = (pre[:, :3] + (1.0 - alpha[:, None])).clamp(0, 1)  # composite on white
-    return (rgb.permute(0, 2, 3, 1).reshape(*lead, h, w, 3).contiguous(),
-            alpha.reshape(*lead, h, w).contiguous())
+    return (rgb.permute(0, 2, 3, 1).reshape(*lead, h, w, 3).contiguous(), alpha.reshape(*lead, h, w).contiguous())
 
 
 def _indices(chosen: Sequence[int] | None, n: int, what: str) -> list[int]:
@@ -89,44 +115,19 @@ def _indices(chosen: Sequence[int] | None, n: int, what: str) -> list[int]:
     return out
 
 
-def load_fit_data(source: str | os.PathLike | MultiViewSet, views: Sequence[int] | None = None,
-                  frames: Sequence[int] | None = None, resolution: int | None = None) -> FitData:
-    """Read views x frames of a set (default all) at ``resolution`` (default the set's size)."""
+def load_fit_data(
+    source: str | os.PathLike | MultiViewSet,
+    views: Sequence[int] | None = None,
+    frames: Sequence[int] | None = None,
+    resolution: int | None = None,
+) -> FitData:
+    """Read views x frames of a set (default all) at ``resolution`` (image height; default the set's size)."""
     s = source if isinstance(source, MultiViewSet) else read_multiview(source)
     vs = _indices(views, s.num_views, "view")
     fs = _indices(frames, s.num_frames, "frame")
-    intr = s.intrinsics
-    if resolution is None:
-        h, w = intr.height, intr.width
-    else:
-        if resolution < 8:
-            raise Sv4dError(f"resolution must be at least 8 pixels, got {resolution}")
-        h = int(resolution)
-        w = max(1, round(intr.width * h / intr.height))
+    if resolution is not None and resolution < 8:
+        raise Sv4dError(f"resolution must be at least 8 pixels, got {resolution}")
+    rig = s.rig.select(vs, fs).at_height(resolution)
     rgba = np.stack([np.stack([s.load_image(v, f, "rgba") for f in fs]) for v in vs])
-    rgb, alpha = downsample_rgba(rgba, (h, w))
-    c2w = np.stack([np.asarray(s.views[v].c2w, dtype=np.float64) for v in vs])
-    az, el = s.angles_deg()
-    t = np.asarray(s.times, dtype=np.float64)
-    span = t[-1] - t[0] if len(t) > 1 else 0.0
-    times = (t[fs] - t[0]) / span if span > 0 else np.zeros(len(fs))
-    return FitData(rgb=rgb, alpha=alpha, c2w=torch.from_numpy(c2w).float(), intrinsics=intr.scaled(w, h),
-                   times=torch.from_numpy(times).float(), views=vs, frames=fs,
-                   azimuth_deg=az[vs], elevation_deg=el[vs],
-                   source=str(s.root))
-
-
-def camera_rays(c2w: torch.Tensor, intr: Intrinsics) -> tuple[torch.Tensor, torch.Tensor]:
-    """Rays through the pixel centres of OpenGL cameras.
-
-    c2w: (V, 4, 4). Returns origins and unit directions, each (V, H, W, 3); pixel (u, v) has
-    its centre at (u + 0.5, v + 0.5), v grows downwards, the camera looks along -Z.
-    """
-    c2w = c2w.float()
-    v_, u_ = torch.meshgrid(torch.arange(intr.height, dtype=torch.float32) + 0.5,
-                            torch.arange(intr.width, dtype=torch.float32) + 0.5, indexing="ij")
-    d_cam = torch.stack([(u_ - intr.cx) / intr.fx, -(v_ - intr.cy) / intr.fy, -torch.ones_like(u_)], -1)
-    d = torch.einsum("vij,hwj->vhwi", c2w[:, :3, :3], d_cam)
-    d = d / d.norm(dim=-1, keepdim=True)
-    o = c2w[:, None, None, :3, 3].expand_as(d)
-    return o.contiguous(), d.contiguous()
+    rgb, alpha = downsample_rgba(rgba, (rig.intrinsics.height, rig.intrinsics.width))
+    return FitData(rgb=rgb, alpha=alpha, rig=rig, time_span=s.rig.time_span, views=vs, frames=fs, source=str(s.root))

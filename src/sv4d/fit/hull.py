@@ -11,20 +11,12 @@ outside that many views' masks and still count.
 
 from __future__ import annotations
 
-
 import torch
 import torch.nn.functional as F
 
+from ..cameras import project, scene_bound
 from ..errors import Sv4dError
-from ..io.multiview import Intrinsics
 from .data import FitData
-
-
-def scene_bound(c2w: torch.Tensor, intr: Intrinsics) -> float:
-    """Half side of the box [-b, b]^3 that every camera (looking at the origin) sees whole."""
-    dist = c2w[:, :3, 3].norm(dim=-1)
-    half = min(intr.width / (2 * intr.fx), intr.height / (2 * intr.fy))
-    return float(dist.min()) * half
 
 
 def cell_centres(bound: float, resolution: int, device: str | torch.device = "cpu") -> torch.Tensor:
@@ -38,20 +30,6 @@ def grid_points(bound: float, resolution: int) -> torch.Tensor:
     return torch.stack(torch.meshgrid(c, c, c, indexing="ij"), -1)
 
 
-def project(points: torch.Tensor, c2w: torch.Tensor, intr: Intrinsics) -> tuple[torch.Tensor, torch.Tensor]:
-    """World points (..., 3) into OpenGL cameras (V, 4, 4): pixel coordinates (V, ..., 2) with
-    pixel centres at +0.5, and depth along the viewing axis (V, ...) (positive in front)."""
-    w2c = torch.linalg.inv(c2w.float())
-    flat = points.reshape(-1, 3)
-    cam = torch.einsum("vij,pj->vpi", w2c[:, :3, :3], flat) + w2c[:, None, :3, 3]
-    z = -cam[..., 2]
-    zs = z.clamp_min(1e-6)
-    u = intr.fx * cam[..., 0] / zs + intr.cx
-    v = -intr.fy * cam[..., 1] / zs + intr.cy
-    lead = points.shape[:-1]
-    return torch.stack([u, v], -1).reshape(len(c2w), *lead, 2), z.reshape(len(c2w), *lead)
-
-
 def dilate(mask: torch.Tensor, pixels: int) -> torch.Tensor:
     """Binary dilation of (..., H, W) bool masks by a (2p+1)^2 square."""
     if pixels <= 0:
@@ -62,8 +40,14 @@ def dilate(mask: torch.Tensor, pixels: int) -> torch.Tensor:
     return m.reshape(*lead, *mask.shape[-2:]) > 0.5
 
 
-def visual_hull(data: FitData, resolution: int = 128, bound: float | None = None, dilate_px: int = 2,
-                misses: int = 0, alpha_threshold: float = 0.0) -> tuple[torch.Tensor, float]:
+def visual_hull(
+    data: FitData,
+    resolution: int = 128,
+    bound: float | None = None,
+    dilate_px: int = 2,
+    misses: int = 0,
+    alpha_threshold: float = 0.0,
+) -> tuple[torch.Tensor, float]:
     """Carve a (F, R, R, R) bool occupancy (indexed [frame, ix, iy, iz]) over [-bound, bound]^3.
 
     A cell is kept at a frame when its centre lands inside ``alpha > alpha_threshold``, dilated
@@ -78,15 +62,17 @@ def visual_hull(data: FitData, resolution: int = 128, bound: float | None = None
     inside = (ui >= 0) & (ui < w) & (vi >= 0) & (vi < h) & (z > 0)
     pix = (vi.clamp(0, h - 1) * w + ui.clamp(0, w - 1)).reshape(v, -1)
     masks = dilate(data.alpha > alpha_threshold, dilate_px).reshape(v, f, h * w)
-    hull = torch.empty(f, resolution ** 3, dtype=torch.bool)
+    hull = torch.empty(f, resolution**3, dtype=torch.bool)
     inside = inside.reshape(v, -1)
     for fi in range(f):
         hits = torch.stack([masks[vi_, fi][pix[vi_]] & inside[vi_] for vi_ in range(v)]).sum(0)
         hull[fi] = hits >= v - misses
     hull = hull.reshape(f, resolution, resolution, resolution)
     if not hull.any():
-        raise Sv4dError("the views' object masks do not overlap anywhere: the cameras and the images "
-                        "disagree, or the masks are empty (check cameras.json and the alpha channel)")
+        raise Sv4dError(
+            "the views' object masks do not overlap anywhere: the cameras and the images "
+            "disagree, or the masks are empty (check cameras.json and the alpha channel)"
+        )
     return hull, bound
 
 

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
@@ -30,11 +31,11 @@ CHECKPOINT_VERSION = 1
 @dataclass(frozen=True)
 class Schedule:
     steps: int = 3000
-    minutes: float = 0.0                      # > 0: a wall-clock budget instead of a step count
-    static_fraction: float = 0.1              # share of the run spent in the static stage
+    minutes: float = 0.0  # > 0: a wall-clock budget instead of a step count
+    static_fraction: float = 0.1  # share of the run spent in the static stage
     frame_strides: tuple[int, ...] = (4, 2, 1)
-    progressive_fraction: float = 0.4         # share of the dynamic stage before every frame is in
-    reference_frame: int = 0                  # position in the fitted frames of the static stage's frame
+    progressive_fraction: float = 0.4  # share of the dynamic stage before every frame is in
+    reference_frame: int = 0  # position in the fitted frames of the static stage's frame
 
     def __post_init__(self) -> None:
         if self.steps < 1 and self.minutes <= 0:
@@ -47,7 +48,7 @@ class Schedule:
             raise Sv4dError(f"frame_strides must be positive integers, got {self.frame_strides}")
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Schedule":
+    def from_dict(cls, d: dict[str, Any]) -> Schedule:
         d = {k: v for k, v in d.items() if k in {f.name for f in fields(cls)}}
         if "frame_strides" in d:
             d["frame_strides"] = tuple(int(s) for s in d["frame_strides"])
@@ -64,8 +65,11 @@ class Schedule:
             return [self.reference_frame]
         q = (progress - self.static_fraction) / (1 - self.static_fraction)
         levels = len(self.frame_strides)
-        level = levels - 1 if self.progressive_fraction == 0 else min(int(q / self.progressive_fraction * levels),
-                                                                       levels - 1)
+        level = (
+            levels - 1
+            if self.progressive_fraction == 0
+            else min(int(q / self.progressive_fraction * levels), levels - 1)
+        )
         stride = int(self.frame_strides[level])
         chosen = set(range(self.reference_frame % stride, n_frames, stride)) | {self.reference_frame}
         return sorted(chosen)
@@ -80,12 +84,28 @@ class Hook:
     run: Callable[[], None]
 
 
-def save_checkpoint(path: str | os.PathLike, fitter: Fitter, step: int, elapsed: float, schedule: Schedule,
-                    meta: dict[str, Any], fired: Sequence[str] = (), extra: dict[str, Any] | None = None) -> Path:
+def save_checkpoint(
+    path: str | os.PathLike,
+    fitter: Fitter,
+    step: int,
+    elapsed: float,
+    schedule: Schedule,
+    meta: dict[str, Any],
+    fired: Sequence[str] = (),
+    extra: dict[str, Any] | None = None,
+) -> Path:
     """Write a resumable checkpoint (torch.save of tensors and plain values), atomically."""
-    blob = {"version": CHECKPOINT_VERSION, "method": fitter.method, "step": int(step), "elapsed": float(elapsed),
-            "schedule": asdict(schedule), "meta": meta, "state": fitter.state(), "fired": list(fired),
-            "extra": extra or {}}
+    blob = {
+        "version": CHECKPOINT_VERSION,
+        "method": fitter.method,
+        "step": int(step),
+        "elapsed": float(elapsed),
+        "schedule": asdict(schedule),
+        "meta": meta,
+        "state": fitter.state(),
+        "fired": list(fired),
+        "extra": extra or {},
+    }
     with atomic_file(path) as tmp:
         torch.save(blob, tmp)
     return Path(path)
@@ -112,11 +132,23 @@ class RunResult:
     fired: list[str]
 
 
-def optimize(fitter: Fitter, schedule: Schedule, n_frames: int, *, start_step: int = 0, start_elapsed: float = 0.0,
-             checkpoint: str | os.PathLike | None = None, checkpoint_every: int = 500,
-             meta: dict[str, Any] | None = None, progress_bar: bool = True, log_every: int = 50,
-             on_log: Callable[[int, dict[str, float]], None] | None = None, hooks: Sequence[Hook] = (),
-             fired: Sequence[str] = (), extra: Callable[[], dict[str, Any]] | None = None) -> RunResult:
+def optimize(
+    fitter: Fitter,
+    schedule: Schedule,
+    n_frames: int,
+    *,
+    start_step: int = 0,
+    start_elapsed: float = 0.0,
+    checkpoint: str | os.PathLike | None = None,
+    checkpoint_every: int = 500,
+    meta: dict[str, Any] | None = None,
+    progress_bar: bool = True,
+    log_every: int = 50,
+    on_log: Callable[[int, dict[str, float]], None] | None = None,
+    hooks: Sequence[Hook] = (),
+    fired: Sequence[str] = (),
+    extra: Callable[[], dict[str, Any]] | None = None,
+) -> RunResult:
     """Run the schedule from ``start_step`` to the end; returns the final step, the optimisation
     time spent (seconds, across resumes) and the logged losses.
 
@@ -133,12 +165,19 @@ def optimize(fitter: Fitter, schedule: Schedule, n_frames: int, *, start_step: i
 
     def save() -> None:
         if checkpoint is not None:
-            save_checkpoint(checkpoint, fitter, step, spent, schedule, meta or {}, done,
-                            extra() if extra is not None else None)
+            save_checkpoint(
+                checkpoint, fitter, step, spent, schedule, meta or {}, done, extra() if extra is not None else None
+            )
 
     total = round(budget) if budget > 0 else schedule.steps
-    bar = tqdm(total=total, initial=min(total, round(spent) if budget > 0 else step), disable=not progress_bar,
-               unit="s" if budget > 0 else "step", desc=f"fit {fitter.method}", dynamic_ncols=True)
+    bar = tqdm(
+        total=total,
+        initial=min(total, round(spent) if budget > 0 else step),
+        disable=not progress_bar,
+        unit="s" if budget > 0 else "step",
+        desc=f"fit {fitter.method}",
+        dynamic_ncols=True,
+    )
     running: dict[str, float] = {}
     try:
         while progress_now() < 1.0:

@@ -20,13 +20,12 @@ the dynamic stage, from the static shape; then once every frame takes part, per 
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 
-from ..io.multiview import Intrinsics
-from .data import FitData, camera_rays
-from .hull import project
+from ..cameras import Intrinsics, camera_rays, project
+from .data import FitData
 from .render import Renderable
 
 
@@ -39,8 +38,15 @@ def _normals(points: torch.Tensor) -> torch.Tensor:
     return n / n.norm(dim=-1, keepdim=True).clamp_min(1e-12)
 
 
-def view_weights(model: Renderable, c2w: torch.Tensor, ref_c2w: torch.Tensor, intr: Intrinsics, t: float,
-                 floor: float = 0.2, tolerance: float = 0.03) -> torch.Tensor:
+def view_weights(
+    model: Renderable,
+    c2w: torch.Tensor,
+    ref_c2w: torch.Tensor,
+    intr: Intrinsics,
+    t: float,
+    floor: float = 0.2,
+    tolerance: float = 0.03,
+) -> torch.Tensor:
     """Weights (H, W) for one generated view (c2w (4, 4)) at time t, given one reference camera."""
     out = model.render(c2w, intr, t)
     o, d = camera_rays(c2w[None], intr)
@@ -68,8 +74,13 @@ def view_weights(model: Renderable, c2w: torch.Tensor, ref_c2w: torch.Tensor, in
     return torch.where(on_object, floor + (1 - floor) * vis, torch.ones_like(vis))
 
 
-def visibility_weights(model: Renderable, data: FitData, reference_views: Sequence[int],
-                       frames: Sequence[int] | None = None, floor: float = 0.2) -> torch.Tensor:
+def visibility_weights(
+    model: Renderable,
+    data: FitData,
+    reference_views: Sequence[int],
+    frames: Sequence[int] | None = None,
+    floor: float = 0.2,
+) -> torch.Tensor:
     """(V, F, H, W) weights for every fitted view and frame; ``reference_views`` are positions
     into ``data.views``. With ``frames`` given, only those frames are rendered and each other
     frame takes the weights of the nearest rendered one."""
@@ -84,8 +95,10 @@ def visibility_weights(model: Renderable, data: FitData, reference_views: Sequen
         if vi in refs:
             continue
         ref = max(refs, key=lambda r: float(fwd[vi] @ fwd[r]))
-        per = {fi: view_weights(model, data.c2w[vi], data.c2w[ref], data.intrinsics, float(data.times[fi]), floor)
-               for fi in rendered}
+        per = {
+            fi: view_weights(model, data.c2w[vi], data.c2w[ref], data.intrinsics, float(data.times[fi]), floor)
+            for fi in rendered
+        }
         for fi in range(f):
             near = min(rendered, key=lambda r: abs(r - fi))
             weights[vi, fi] = per[near]

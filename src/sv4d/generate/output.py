@@ -19,7 +19,7 @@ import numpy as np
 
 from ..errors import Sv4dError
 from ..io.atomic import atomic_folder
-from ..io.multiview import VIEW_DIR, Intrinsics, View, orbit_c2w, write_multiview
+from ..io.multiview import VIEW_DIR, write_multiview
 from ..io.video import write_video
 
 if TYPE_CHECKING:
@@ -68,25 +68,23 @@ def preview_frames(images: np.ndarray, tile: int = VIDEO_TILE, columns: int = VI
     out = np.full((n, rows * t, cols * t, 3), 255, np.uint8)
     for i in range(v):
         r, c = divmod(i, cols)
-        out[:, r * t:(r + 1) * t, c * t:(c + 1) * t] = _tiles(images[i], t)
+        out[:, r * t : (r + 1) * t, c * t : (c + 1) * t] = _tiles(images[i], t)
     return out
 
 
-def _views(result: "GenerationResult") -> list[View]:
-    return [
-        View(index=i, dir=VIEW_DIR.format(i), c2w=orbit_c2w(a, e, result.camera_distance),
-             azimuth_deg=a, elevation_deg=e)
-        for i, (a, e) in enumerate(zip(result.azimuths_deg, result.elevations_deg))
-    ]
-
-
-def write_generation(result: "GenerationResult", out: str | os.PathLike, *, overwrite: bool = False,
-                     videos: bool = True, preview: bool = True, progress: bool = True) -> Path:
+def write_generation(
+    result: GenerationResult,
+    out: str | os.PathLike,
+    *,
+    overwrite: bool = False,
+    videos: bool = True,
+    preview: bool = True,
+    progress: bool = True,
+) -> Path:
     from PIL import Image
 
     out = check_output_dir(out, overwrite)
     with atomic_folder(out) as tmp:
-        size = result.images.shape[2]
         colors = result.images.copy()
         colors[0] = result.preprocessed.colors  # the input view's straight colours
         rgba = np.concatenate([colors, result.alpha[..., None]], -1)
@@ -94,22 +92,26 @@ def write_generation(result: "GenerationResult", out: str | os.PathLike, *, over
             "generator": "sv4d generate",
             "normalization": {
                 "assumption": "object fits [-0.5, 0.5]^3 at the origin; its farthest point from the "
-                              "input image's centre is at frame_ratio of the half-image",
+                "input image's centre is at frame_ratio of the half-image",
                 "frame_ratio": result.settings.get("frame_ratio"),
                 "cube_size": 1.0,
             },
             "alpha": {
                 "view_00": "from the input's alpha or foreground mask, cropped and resized like the image; "
-                           "rgba colours are straight (not composited); rgb_white is exactly what the model saw",
+                "rgba colours are straight (not composited); rgb_white is exactly what the model saw",
                 "generated": "foreground = mean(RGB) <= 250 on the generated white background; rgba colours "
-                             "are the generated ones",
+                "are the generated ones",
             },
         }
         write_multiview(
-            tmp, intrinsics=Intrinsics.from_fov(result.fov_deg, size), views=_views(result),
-            times=result.times, rgba=rgba, rgb_white=result.images,
-            camera_distance=result.camera_distance, extra=extra, transforms=True,
-            atomic=False, progress=progress,
+            tmp,
+            result.rig,
+            rgba=rgba,
+            rgb_white=result.images,
+            extra=extra,
+            transforms=True,
+            atomic=False,
+            progress=progress,
         )
         fps = result.fps if result.fps and result.fps > 0 else 10.0
         if videos:

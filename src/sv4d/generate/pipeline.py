@@ -12,20 +12,23 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+import warnings
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from einops import rearrange
 from tqdm.auto import tqdm
 
-from ..cameras import relative_angles
+from ..cameras import SV4D_FOV_DEG, Intrinsics, Rig, framing_distance, model_views, relative_angles
+from ..checkpoint import load_model
+from ..devices import default_dtype, parse_dtype, resolve_device
+from ..diffusion.sampling import guidance, sample
 from ..errors import Sv4dError
-from ..io.checkpoint import load_model, parse_dtype
 from ..io.video import Clip, read_clip
-from ..models.engine import SV4DModel
-from .cameras import FOV_DEG, camera_distance, view_angles
+from ..models.sv4d import SV4DModel
 from .preprocess import Preprocessed, preprocess_frames, threshold_mask
 from .windows import Window, describe, plan_windows
 
@@ -37,7 +40,8 @@ class GenerationResult:
     images: (V + 1, n, S, S, 3) uint8 on white, view 0 = the preprocessed input;
     alpha: (V + 1, n, S, S) uint8 (view 0 from the input's alpha or mask, generated views
     from the white-background threshold); times: (n,) seconds; azimuths_deg,
-    elevations_deg: V + 1 values; camera_distance and fov_deg: the orbit (see cameras.py).
+    elevations_deg: V + 1 values; camera_distance and fov_deg: the orbit (``rig`` puts them
+    together: the cameras of the multi-view set this result is written as).
     """
 
     images: np.ndarray
@@ -60,13 +64,30 @@ class GenerationResult:
     def num_frames(self) -> int:
         return self.images.shape[1]
 
-    def save(self, out: str | os.PathLike, *, overwrite: bool = False, videos: bool = True,
-             preview: bool = True, progress: bool = True) -> "os.PathLike":
+    @property
+    def rig(self) -> Rig:
+        """The set's cameras: every view on one orbit at ``camera_distance``, square images with the
+        ``fov_deg`` field of view, and the frames' times."""
+        return Rig.orbit(
+            list(zip(self.elevations_deg, self.azimuths_deg)),
+            self.camera_distance,
+            Intrinsics.from_fov(self.fov_deg, self.images.shape[2]),
+            self.times,
+        )
+
+    def save(
+        self,
+        out: str | os.PathLike,
+        *,
+        overwrite: bool = False,
+        videos: bool = True,
+        preview: bool = True,
+        progress: bool = True,
+    ) -> os.PathLike:
         """Write the output folder (see ``output.write_generation``); returns its path."""
         from .output import write_generation
 
-        return write_generation(self, out, overwrite=overwrite, videos=videos, preview=preview,
-                                progress=progress)
+        return write_generation(self, out, overwrite=overwrite, videos=videos, preview=preview, progress=progress)
 
 
 class GenerationPipeline:
@@ -78,12 +99,19 @@ class GenerationPipeline:
     it works. encode_chunk / decode_chunk: images per VAE call (the official 8 and 4).
     """
 
-    def __init__(self, model: SV4DModel, *, device: str | torch.device = "cpu",
-                 offload: bool = False, encode_chunk: int | None = 8, decode_chunk: int | None = 4,
-                 checkpoint: str | None = None) -> None:
+    def __init__(
+        self,
+        model: SV4DModel,
+        *,
+        device: str | torch.device = "auto",
+        offload: bool = False,
+        encode_chunk: int | None = 8,
+        decode_chunk: int | None = 4,
+        checkpoint: str | None = None,
+    ) -> None:
         self.model = model.eval().requires_grad_(False)
         self.cfg = model.cfg
-        self.device = torch.device(device)
+        self.device = resolve_device(device)
         self.offload = offload and self.device.type != "cpu"
         self.encode_chunk = encode_chunk
         self.decode_chunk = decode_chunk
@@ -92,29 +120,37 @@ class GenerationPipeline:
         self.model.to("cpu" if self.offload else self.device)
 
     @classmethod
-    def from_checkpoint(cls, path: str | os.PathLike, *, preset: str | None = None,
-                        device: str | torch.device = "cpu", dtype: str | torch.dtype | None = None,
-                        offload: bool = False, encode_chunk: int | None = 8,
-                        decode_chunk: int | None = 4) -> "GenerationPipeline":
+    def from_checkpoint(
+        cls,
+        path: str | os.PathLike,
+        *,
+        preset: str | None = None,
+        device: str | torch.device = "auto",
+        dtype: str | torch.dtype | None = None,
+        offload: bool = False,
+        encode_chunk: int | None = 8,
+        decode_chunk: int | None = 4,
+    ) -> GenerationPipeline:
         """Load an official (``sv4d2.safetensors``, ``sv4d2_8views.safetensors``) or
-        sv4d-written checkpoint. dtype defaults to fp16 on CUDA and fp32 elsewhere."""
-        try:
-            dev = torch.device(device)
-        except (RuntimeError, ValueError):
-            raise Sv4dError(f"unknown device {device!r}; use cpu, cuda, cuda:N or mps") from None
-        if dev.type == "cuda" and not torch.cuda.is_available():
-            raise Sv4dError("--device cuda was asked for, but PyTorch sees no CUDA GPU; use --device cpu")
-        if dtype is None:
-            dtype = "fp16" if dev.type == "cuda" else "fp32"
+        sv4d-written checkpoint. device defaults to CUDA when available, else the CPU
+        (``devices.resolve_device``); dtype to ``devices.default_dtype`` (fp16 on CUDA, fp32 elsewhere)."""
+        dev = resolve_device(device)
+        dt = default_dtype(dev) if dtype is None else parse_dtype(dtype)
         load_dev = "cpu" if offload else dev
-        model = load_model(path, preset=preset, device=load_dev, dtype=parse_dtype(dtype))
+        model = load_model(path, preset=preset, device=load_dev, dtype=dt)
         if model.cfg.clip is None:
             raise Sv4dError(
                 f"{path} has no image encoder (it takes precomputed embeddings); generation "
                 "needs a checkpoint with the CLIP image tower"
             )
-        return cls(model, device=dev, offload=offload, encode_chunk=encode_chunk,
-                   decode_chunk=decode_chunk, checkpoint=str(path))
+        return cls(
+            model,
+            device=dev,
+            offload=offload,
+            encode_chunk=encode_chunk,
+            decode_chunk=decode_chunk,
+            checkpoint=str(path),
+        )
 
     # ------------------------------------------------------------------ helpers
     @contextlib.contextmanager
@@ -130,20 +166,47 @@ class GenerationPipeline:
             if self.device.type == "cuda":
                 torch.cuda.empty_cache()
 
-    def read(self, source: str | os.PathLike | Clip, *, frames: int | None = None,
-             fps: float | None = None, spread: bool = False, start: float = 0.0) -> Clip:
-        if isinstance(source, Clip):
-            return source
-        return read_clip(source, max_frames=frames, fps=fps, spread=spread, start=start)
+    def read(
+        self,
+        source: str | os.PathLike | Clip,
+        *,
+        num_frames: int | None = None,
+        frames: Sequence[int] | None = None,
+        fps: float | None = None,
+        spread: bool = False,
+        start: float = 0.0,
+    ) -> Clip:
+        """The clip to generate from: read with ``read_clip``'s options (``num_frames`` is its
+        ``max_frames``), then the frame selection ``frames`` (indices) when given."""
+        if isinstance(frames, int):  # the old meaning of ``frames``: a count
+            warnings.warn(
+                "frames=N as a count is now num_frames=N; frames selects frames", DeprecationWarning, stacklevel=3
+            )
+            num_frames, frames = frames, None
+        clip = (
+            source
+            if isinstance(source, Clip)
+            else read_clip(source, max_frames=num_frames, fps=fps, spread=spread, start=start)
+        )
+        return clip if frames is None else clip.select(frames)
 
     def _sync(self) -> float:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         return time.perf_counter()
 
-    def _window(self, frames: torch.Tensor, cond_view: torch.Tensor, conditioned: bool,
-                polar: torch.Tensor, azim: torch.Tensor, scales: torch.Tensor | None, steps: int,
-                gen: torch.Generator, progress: bool) -> tuple[torch.Tensor, list[float]]:
+    def _window(
+        self,
+        frames: torch.Tensor,
+        cond_view: torch.Tensor,
+        conditioned: bool,
+        polar: torch.Tensor,
+        azim: torch.Tensor,
+        scales: torch.Tensor | None,
+        steps: int,
+        gen: torch.Generator,
+        progress: bool,
+    ) -> tuple[torch.Tensor, list[float]]:
         """One sampling pass.
 
         frames: (T, 3, S, S) input-view frames; cond_view: (V, 3, S, S) reference views
@@ -158,13 +221,20 @@ class GenerationPipeline:
         with self._on_device(self.model.conditioner):
             f = frames.to(dev)
             c, uc = self.model.conditioner(
-                f, f, cond_view.to(dev), f, polar, azim, cond_mv=conditioned, generator=gen,
+                f,
+                f,
+                cond_view.to(dev),
+                f,
+                polar,
+                azim,
+                cond_mv=conditioned,
+                generator=gen,
                 encode_chunk=self.encode_chunk,
                 frames_repeat=V,  # each input frame is encoded once, not V times
             )
         t1 = self._sync()
         with self._on_device(self.model.model):
-            z = self.model.sample(c, uc, noise, num_steps=steps, scales=scales, progress=progress)
+            z = sample(self.model, c, uc, noise, num_steps=steps, scales=scales, progress=progress)
         del c, uc
         t2 = self._sync()
         with self._on_device(self.model.first_stage_model):
@@ -179,7 +249,8 @@ class GenerationPipeline:
         self,
         source: str | os.PathLike | Clip,
         *,
-        frames: int | None = None,
+        num_frames: int | None = None,
+        frames: Sequence[int] | None = None,
         fps: float | None = None,
         spread: bool = False,
         start: float = 0.0,
@@ -200,23 +271,30 @@ class GenerationPipeline:
         """Generate the V novel-view videos of a clip.
 
         source: a video file, a folder of frames, a glob pattern, or a ``Clip``. Reading
-        options (frames, fps, spread, start) are those of ``read_clip``; preprocessing
+        options (num_frames, fps, spread, start) are those of ``read_clip``, then ``frames``
+        selects frames by index (see :meth:`read`); preprocessing
         options (mask, crop, frame_ratio, box) those of ``preprocess_frames``. azimuths:
         V degrees relative to the input view; elevations: one value or V values.
         """
+        # 1. Check inputs: the views and the sampling options, before any work.
         cfg = self.cfg
         T, V, S = cfg.num_frames, cfg.num_views, cfg.image_size
-        az, el = view_angles(V, cfg.azimuths_deg, azimuths, elevations, input_elevation)
+        views = model_views(V, cfg.azimuths_deg, azimuths, elevations, input_elevation)
+        el, az = [v.elevation_deg for v in views], [v.azimuth_deg for v in views]
         if steps is not None and steps < 1:
             raise Sv4dError(f"steps must be >= 1, got {steps}")
+        # 2. Read the clip and preprocess it (foreground, square crop, white background).
         t_start = time.perf_counter()
-        clip = self.read(source, frames=frames, fps=fps, spread=spread, start=start)
-        pre = preprocess_frames(clip.frames, S, mask=mask, crop=crop, frame_ratio=frame_ratio,
-                                box=box, progress=progress)
+        clip = self.read(source, num_frames=num_frames, frames=frames, fps=fps, spread=spread, start=start)
+        pre = preprocess_frames(
+            clip.frames, S, mask=mask, crop=crop, frame_ratio=frame_ratio, box=box, progress=progress
+        )
+        # 3. Plan the windows of T frames (a short clip is padded with its last frame).
         n = pre.images.shape[0]
         windows, padded = plan_windows(n, T)
         t_pre = time.perf_counter() - t_start
 
+        # 4. Prepare the conditioning shared by every window: camera angles, guidance, noise generator.
         images = pre.to_tensor()  # (n, 3, S, S) in [-1, 1]
         if padded > n:
             images = torch.cat([images, images[-1:].expand(padded - n, -1, -1, -1)], 0)
@@ -224,18 +302,20 @@ class GenerationPipeline:
         # Generated views kept in float for frames that later windows start at.
         starts = {w.start for w in windows[1:]}
         refs: dict[int, torch.Tensor] = {}
-        polar, azim = relative_angles(az, el, T)
-        scales = self.model.guidance(T, V, guider, min_scale, max_scale)
+        polar, azim = relative_angles(elevations_deg=el, azimuths_deg=az, num_frames=T)
+        scales = guidance(self.model, T, V, guider, min_scale, max_scale)
         n_steps = steps or cfg.sampler.num_steps
         gen = torch.Generator().manual_seed(seed)
         dev = self.device
         stage_times = []
+        # 5. Denoise window by window; later windows are conditioned on views already generated.
         bar = tqdm(windows, desc=f"windows ({describe(windows)})", unit="window", disable=not progress)
         for w in bar:
             cond_view = refs[w.start] if w.conditioned else torch.zeros(V, 3, S, S)
-            x, stages = self._window(images[w.start:w.start + T], cond_view, w.conditioned, polar, azim,
-                                     scales, n_steps, gen, progress)
-            out[w.start:w.start + T] = (((x + 1.0) / 2.0) * 255.0).to(torch.uint8).permute(0, 1, 3, 4, 2).numpy()
+            x, stages = self._window(
+                images[w.start : w.start + T], cond_view, w.conditioned, polar, azim, scales, n_steps, gen, progress
+            )
+            out[w.start : w.start + T] = (((x + 1.0) / 2.0) * 255.0).to(torch.uint8).permute(0, 1, 3, 4, 2).numpy()
             for s in starts:  # keep the views later windows will be conditioned on
                 if w.start <= s < w.start + T:
                     refs[s] = x[s - w.start].clone()
@@ -244,6 +324,7 @@ class GenerationPipeline:
             stage_times.append(stages)
         bar.close()
 
+        # 6. Assemble the output: the input view first, masks of the generated views, the settings.
         gen_imgs = out[:n].transpose(1, 0, 2, 3, 4)  # (V, n, S, S, 3)
         all_imgs = np.concatenate([pre.images[None], gen_imgs], 0)
         gen_alpha = threshold_mask(gen_imgs).astype(np.uint8) * 255
@@ -278,7 +359,15 @@ class GenerationPipeline:
             "seconds_condition_sample_decode": [[round(t, 3) for t in st] for st in stage_times],
         }
         return GenerationResult(
-            images=all_imgs, alpha=all_alpha, times=clip.times.astype(np.float64), fps=clip.fps,
-            azimuths_deg=az, elevations_deg=el, camera_distance=camera_distance(frame_ratio),
-            fov_deg=FOV_DEG, windows=windows, preprocessed=pre, settings=settings,
+            images=all_imgs,
+            alpha=all_alpha,
+            times=clip.times.astype(np.float64),
+            fps=clip.fps,
+            azimuths_deg=az,
+            elevations_deg=el,
+            camera_distance=framing_distance(frame_ratio),
+            fov_deg=SV4D_FOV_DEG,
+            windows=windows,
+            preprocessed=pre,
+            settings=settings,
         )

@@ -59,7 +59,7 @@ class Preprocessed:
     frame_ratio: float
     notes: list[str] = field(default_factory=list)
 
-    def to_tensor(self) -> "object":
+    def to_tensor(self) -> object:
         """(n, 3, S, S) float32 in [-1, 1], as ``ToTensor() * 2 - 1``."""
         import torch
 
@@ -78,14 +78,14 @@ def _cv2():
         import cv2
     except ImportError:
         raise Sv4dError(
-            "mask 'grabcut' needs OpenCV: pip install opencv-python-headless "
-            "(or pip install 'sv4d[segment]')"
+            "mask 'grabcut' needs OpenCV: pip install opencv-python-headless (or pip install 'sv4d[segment]')"
         ) from None
     return cv2
 
 
-def grabcut_alpha(frame: np.ndarray, box: tuple[int, int, int, int] | None = None,
-                  iterations: int = 5, max_side: int = 320) -> np.ndarray:
+def grabcut_alpha(
+    frame: np.ndarray, box: tuple[int, int, int, int] | None = None, iterations: int = 5, max_side: int = 320
+) -> np.ndarray:
     """Foreground alpha (H, W) uint8 of one RGB frame by OpenCV GrabCut.
 
     box: (x0, y0, x1, y1) in pixels around the object; default: the frame inset by 5 %.
@@ -94,8 +94,11 @@ def grabcut_alpha(frame: np.ndarray, box: tuple[int, int, int, int] | None = Non
     cv2 = _cv2()
     h, w = frame.shape[:2]
     s = min(1.0, max_side / max(h, w))
-    small = cv2.resize(frame[..., :3], (max(1, round(w * s)), max(1, round(h * s))),
-                       interpolation=cv2.INTER_AREA) if s < 1 else frame[..., :3].copy()
+    small = (
+        cv2.resize(frame[..., :3], (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
+        if s < 1
+        else frame[..., :3].copy()
+    )
     sh, sw = small.shape[:2]
     if box is None:
         mx, my = max(1, round(0.05 * sw)), max(1, round(0.05 * sh))
@@ -110,8 +113,7 @@ def grabcut_alpha(frame: np.ndarray, box: tuple[int, int, int, int] | None = Non
     mask = np.zeros((sh, sw), np.uint8)
     bgd = np.zeros((1, 65), np.float64)
     fgd = np.zeros((1, 65), np.float64)
-    cv2.grabCut(np.ascontiguousarray(small[..., ::-1]), mask, rect, bgd, fgd, iterations,
-                cv2.GC_INIT_WITH_RECT)
+    cv2.grabCut(np.ascontiguousarray(small[..., ::-1]), mask, rect, bgd, fgd, iterations, cv2.GC_INIT_WITH_RECT)
     fg = np.isin(mask, (cv2.GC_FGD, cv2.GC_PR_FGD)).astype(np.uint8) * 255
     if s < 1:
         fg = cv2.resize(fg, (w, h), interpolation=cv2.INTER_LINEAR)
@@ -158,9 +160,9 @@ def check_mask_available(mask: str) -> None:
         _check_rembg()
 
 
-def foreground(frames: np.ndarray, mask: str = "auto",
-               box: tuple[int, int, int, int] | None = None,
-               progress: bool = False) -> tuple[np.ndarray, np.ndarray | None, str]:
+def foreground(
+    frames: np.ndarray, mask: str = "auto", box: tuple[int, int, int, int] | None = None, progress: bool = False
+) -> tuple[np.ndarray, np.ndarray | None, str]:
     """Per-frame foreground of (n, H, W, C) uint8 frames.
 
     Returns (bbox_mask (n, H, W) bool — what the crop box is computed from,
@@ -205,9 +207,9 @@ def _union(boxes: list[tuple[int, int, int, int] | None]) -> tuple[int, int, int
     return min(x[0] for x in b), min(x[1] for x in b), max(x[2] for x in b), max(x[3] for x in b)
 
 
-def crop_square(rgba: np.ndarray, box: tuple[int, int, int, int], frame_ratio: float,
-                centre: tuple[int, int] | None = None
-                ) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+def crop_square(
+    rgba: np.ndarray, box: tuple[int, int, int, int], frame_ratio: float, centre: tuple[int, int] | None = None
+) -> tuple[np.ndarray, tuple[int, int, int, int]]:
     """Square crop of (H, W, C) around ``centre`` (default: the image centre, official).
 
     ``box_square`` is the largest distance from the centre to an edge of ``box``
@@ -226,7 +228,7 @@ def crop_square(rgba: np.ndarray, box: tuple[int, int, int, int], frame_ratio: f
     rr1, cc1 = min(h, cy + bs), min(w, cx + bs)
     canvas = np.zeros((side, side, rgba.shape[2]), np.uint8)
     pr, pc = center - (cy - rr0), center - (cx - cc0)
-    canvas[pr:pr + rr1 - rr0, pc:pc + cc1 - cc0] = rgba[rr0:rr1, cc0:cc1]
+    canvas[pr : pr + rr1 - rr0, pc : pc + cc1 - cc0] = rgba[rr0:rr1, cc0:cc1]
     return canvas, (cy - bs, cx - bs, bs, side)
 
 
@@ -277,5 +279,4 @@ def preprocess_frames(
         alphas.append(a_out)
         colors.append(res[..., :3])  # PIL resamples RGBA premultiplied and returns straight colour
         crops.append(info)
-    return Preprocessed(np.stack(images), np.stack(alphas), np.stack(colors), crops, used, crop,
-                        frame_ratio, notes)
+    return Preprocessed(np.stack(images), np.stack(alphas), np.stack(colors), crops, used, crop, frame_ratio, notes)

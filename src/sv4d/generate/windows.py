@@ -66,5 +66,5 @@ def plan_windows(num_frames: int, window: int) -> tuple[list[Window], int]:
 
 
 def describe(windows: list[Window]) -> str:
-    """"0-11, 9-20" style summary."""
+    """ "0-11, 9-20" style summary."""
     return ", ".join(f"{w.start}-{w.start + w.length - 1}" for w in windows)

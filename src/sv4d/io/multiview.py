@@ -7,10 +7,10 @@ Layout (conventions in ``shared/data/multiview/README.md``)::
     rgb_white/view_XX/frame_YYY.png    the same composited over white
     transforms.json                    D-NeRF/Blender style copy of the cameras (written, never read)
 
-World frame right-handed, +Y up; azimuth in degrees about +Y with 0 on +Z and 90 on +X;
-elevation in degrees above the XZ plane. ``c2w`` is a 4x4 camera-to-world matrix for an
-OpenGL/Blender camera (looks along -Z, +Y up, +X right); ``c2w_opencv = c2w @ diag(1,-1,-1,1)``.
-Intrinsics are in pixels with pixel (u, v) centred at (u + 0.5, v + 0.5). Times in seconds.
+The cameras and frame times are a :class:`~sv4d.cameras.Rig` (conventions in
+:mod:`sv4d.cameras`: +Y up, (elevation, azimuth) in degrees, OpenGL camera-to-world plus an
+OpenCV copy, intrinsics in pixels with pixel centres at +0.5, times in seconds): reading gives
+``MultiViewSet.rig``, writing takes one.
 File names use the position of the view / frame: ``view_{v:02d}``, ``frame_{i:03d}``.
 Other folders (``depth/``, ``geometry.npz``) may be present and are ignored.
 """
@@ -20,120 +20,22 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
+from ..cameras import CONVENTIONS, PIXEL_CONVENTION, Intrinsics, Rig, View, pose_matrix
 from ..errors import Sv4dError
 from .atomic import atomic_folder
 
 KINDS = ("rgba", "rgb_white")
-CONVENTIONS = {
-    "world": "glTF frame, right-handed, +Y up; object centred at origin",
-    "azimuth": "degrees about +Y, 0 = camera on +Z axis, 90 = camera on +X axis",
-    "elevation": "degrees above the XZ plane",
-    "c2w": "camera-to-world 4x4, OpenGL/Blender camera (looks along -Z, +Y up, +X right)",
-    "c2w_opencv": "same pose, OpenCV camera (+Z forward, +Y down) = c2w @ diag(1,-1,-1,1)",
-}
-PIXEL_CONVENTION = "pixel (u,v) centre at (u+0.5, v+0.5); v grows downwards"
-_GL_TO_CV = np.diag([1.0, -1.0, -1.0, 1.0])
-_RESERVED = ("image_size", "intrinsics", "camera_distance", "frames", "views")
+RESERVED_KEYS = ("image_size", "intrinsics", "camera_distance", "frames", "views")
+"""Top-level cameras.json keys computed from the rig: ``extra`` may not set them."""
 VIEW_DIR, FRAME_FILE = "view_{:02d}", "frame_{:03d}.png"  # names by position in the set
-
-
-@dataclass(frozen=True)
-class Intrinsics:
-    """Pinhole intrinsics in pixels for ``width`` x ``height`` images (pixel centres at +0.5)."""
-
-    width: int
-    height: int
-    fx: float
-    fy: float
-    cx: float
-    cy: float
-
-    @property
-    def K(self) -> np.ndarray:
-        """(3, 3) float64 calibration matrix [[fx, 0, cx], [0, fy, cy], [0, 0, 1]]."""
-        return np.array([[self.fx, 0.0, self.cx], [0.0, self.fy, self.cy], [0.0, 0.0, 1.0]])
-
-    @property
-    def fov_x_deg(self) -> float:
-        """Horizontal field of view in degrees, ``2 atan(width / (2 fx))`` (centred principal point)."""
-        return math.degrees(2.0 * math.atan(self.width / (2.0 * self.fx)))
-
-    @property
-    def fov_y_deg(self) -> float:
-        """Vertical field of view in degrees, ``2 atan(height / (2 fy))``."""
-        return math.degrees(2.0 * math.atan(self.height / (2.0 * self.fy)))
-
-    @classmethod
-    def from_fov(cls, fov_deg: float, width: int, height: int | None = None) -> Intrinsics:
-        """Square pixels from the horizontal field of view (degrees); principal point at the centre."""
-        height = width if height is None else height
-        if not 0.0 < fov_deg < 180.0 or width <= 0 or height <= 0:
-            raise Sv4dError(f"invalid camera: fov {fov_deg} deg, size {width}x{height}")
-        f = (width / 2.0) / math.tan(math.radians(fov_deg) / 2.0)
-        return cls(int(width), int(height), f, f, width / 2.0, height / 2.0)
-
-    def scaled(self, width: int, height: int) -> Intrinsics:
-        """The same camera for images resized to ``width`` x ``height`` (whole image, no crop)."""
-        sx, sy = width / self.width, height / self.height
-        return Intrinsics(int(width), int(height), self.fx * sx, self.fy * sy, self.cx * sx, self.cy * sy)
-
-
-def orbit_c2w(azimuth_deg: float, elevation_deg: float, distance: float) -> np.ndarray:
-    """(4, 4) float64 OpenGL camera-to-world for a camera on an orbit looking at the origin.
-
-    Camera centre ``d * (cos el sin az, sin el, cos el cos az)``; +Y is up. The right axis is
-    ``(cos az, 0, -sin az)`` for every elevation, so +-90 deg (looking straight down/up) stays
-    well defined and continuous in azimuth.
-    """
-    az, el = math.radians(azimuth_deg), math.radians(elevation_deg)
-    back = np.array([math.cos(el) * math.sin(az), math.sin(el), math.cos(el) * math.cos(az)])
-    right = np.array([math.cos(az), 0.0, -math.sin(az)])
-    up = np.cross(back, right)
-    c2w = np.eye(4)
-    c2w[:3, 0], c2w[:3, 1], c2w[:3, 2], c2w[:3, 3] = right, up, back, distance * back
-    return c2w
-
-
-def orbit_angles(c2w: np.ndarray) -> tuple[float, float]:
-    """(azimuth_deg, elevation_deg) of a camera centre ``p = c2w[:3, 3]``, the inverse of
-    ``orbit_c2w``: ``azimuth = atan2(x, z)``, ``elevation = asin(y / |p|)``."""
-    x, y, z = (float(v) for v in np.asarray(c2w, dtype=np.float64)[:3, 3])
-    r = math.sqrt(x * x + y * y + z * z)
-    if r == 0.0:
-        raise Sv4dError("a camera at the origin has no orbit angles")
-    return math.degrees(math.atan2(x, z)), math.degrees(math.asin(max(-1.0, min(1.0, y / r))))
-
-
-def opencv_from_opengl(c2w: np.ndarray) -> np.ndarray:
-    """OpenCV camera-to-world (+Z forward, +Y down) from an OpenGL one: ``c2w @ diag(1,-1,-1,1)``.
-
-    The map is its own inverse, so it also converts OpenCV back to OpenGL. (..., 4, 4) -> same.
-    """
-    return np.asarray(c2w, dtype=np.float64) @ _GL_TO_CV
-
-
-@dataclass
-class View:
-    """One camera: ``c2w`` (4, 4) float64 OpenGL camera-to-world; angles in degrees when known."""
-
-    index: int
-    dir: str
-    c2w: np.ndarray
-    azimuth_deg: float | None = None
-    elevation_deg: float | None = None
-
-    @property
-    def c2w_opencv(self) -> np.ndarray:
-        """(4, 4) float64 OpenCV camera-to-world."""
-        return opencv_from_opengl(self.c2w)
 
 
 def composite_white(rgba: np.ndarray) -> np.ndarray:
@@ -153,34 +55,52 @@ def composite_white(rgba: np.ndarray) -> np.ndarray:
 class MultiViewSet:
     """A multi-view video set on disk (images are loaded on demand).
 
-    ``views``: V cameras; ``times``: (n,) float64 seconds; ``meta``: the whole cameras.json.
+    ``rig``: the cameras, intrinsics and frame times; ``view_dirs``: each view's folder name
+    under ``rgba/`` and ``rgb_white/``; ``meta``: the whole cameras.json.
     """
 
     root: Path
-    intrinsics: Intrinsics
-    views: list[View]
-    times: np.ndarray
-    camera_distance: float | None
+    rig: Rig
+    view_dirs: list[str]
     has_rgba: bool
     has_rgb_white: bool
     meta: dict = field(repr=False)
 
     @property
+    def intrinsics(self) -> Intrinsics:
+        return self.rig.intrinsics
+
+    @property
+    def views(self) -> tuple[View, ...]:
+        return self.rig.views
+
+    @property
+    def times(self) -> np.ndarray:
+        """(n,) float64 frame times in seconds."""
+        return self.rig.times
+
+    @property
+    def camera_distance(self) -> float | None:
+        return self.rig.camera_distance
+
+    @property
     def num_views(self) -> int:
-        return len(self.views)
+        return self.rig.num_views
 
     @property
     def num_frames(self) -> int:
-        return len(self.times)
+        return self.rig.num_frames
 
     def image_path(self, view: int, frame: int, kind: str = "rgba") -> Path:
         """Path of one image (it may not exist if that kind was not written). kind: rgba | rgb_white."""
         if kind not in KINDS:
             raise Sv4dError(f"unknown image kind {kind!r}; use 'rgba' or 'rgb_white'")
         if not (0 <= view < self.num_views and 0 <= frame < self.num_frames):
-            raise Sv4dError(f"view {view}, frame {frame} out of range for a set of "
-                            f"{self.num_views} views x {self.num_frames} frames")
-        return self.root / kind / self.views[view].dir / FRAME_FILE.format(frame)
+            raise Sv4dError(
+                f"view {view}, frame {frame} out of range for a set of "
+                f"{self.num_views} views x {self.num_frames} frames"
+            )
+        return self.root / kind / self.view_dirs[view] / FRAME_FILE.format(frame)
 
     def load_image(self, view: int, frame: int, kind: str = "rgba") -> np.ndarray:
         """One image as uint8: (H, W, 4) for ``rgba``, (H, W, 3) for ``rgb_white``.
@@ -195,43 +115,20 @@ class MultiViewSet:
         path = self.image_path(view, frame, src)
         try:
             with Image.open(path) as im:
-                im = im.convert("RGBA" if im.mode in ("RGBA", "LA", "PA") or "transparency" in im.info
-                                else "RGB")
+                im = im.convert("RGBA" if im.mode in ("RGBA", "LA", "PA") or "transparency" in im.info else "RGB")
                 arr = np.asarray(im)
         except (OSError, ValueError) as e:
             raise Sv4dError(f"cannot read image {path}: {e}") from None
         if arr.shape[:2] != (self.intrinsics.height, self.intrinsics.width):
-            raise Sv4dError(f"{path} is {arr.shape[1]}x{arr.shape[0]} but cameras.json says "
-                            f"{self.intrinsics.width}x{self.intrinsics.height}")
+            raise Sv4dError(
+                f"{path} is {arr.shape[1]}x{arr.shape[0]} but cameras.json says "
+                f"{self.intrinsics.width}x{self.intrinsics.height}"
+            )
         if kind == "rgba" and arr.shape[-1] == 3:
             return np.concatenate([arr, np.full(arr.shape[:2] + (1,), 255, np.uint8)], axis=-1)
         if kind == "rgb_white" and arr.shape[-1] == 4:
             return composite_white(arr)
         return arr
-
-    def angles_deg(self) -> tuple[np.ndarray, np.ndarray]:
-        """(azimuth_deg, elevation_deg), each (V,) float64, of the views.
-
-        Angles missing from cameras.json come from the camera centre (``orbit_angles``).
-        """
-        az, el = [], []
-        for v in self.views:
-            a, e = v.azimuth_deg, v.elevation_deg
-            if a is None or e is None:
-                c2w = None if v.c2w is None else np.asarray(v.c2w, dtype=np.float64)
-                if c2w is None or c2w.shape != (4, 4) or not np.isfinite(c2w).all():
-                    raise Sv4dError(f"{self.root}: view {v.dir!r} has neither azimuth/elevation "
-                                    "nor a 4x4 c2w to compute them from")
-                try:
-                    a_c2w, e_c2w = orbit_angles(c2w)
-                except Sv4dError:
-                    raise Sv4dError(f"{self.root}: view {v.dir!r} has no angles and its camera "
-                                    "sits at the origin; add azimuth_deg/elevation_deg to cameras.json") from None
-                a = a_c2w if a is None else a
-                e = e_c2w if e is None else e
-            az.append(float(a))
-            el.append(float(e))
-        return np.array(az), np.array(el)
 
     def load_view(self, view: int, kind: str = "rgba") -> np.ndarray:
         """All frames of one view: (n, H, W, C) uint8, C = 4 (rgba) or 3 (rgb_white)."""
@@ -240,16 +137,6 @@ class MultiViewSet:
     def load_all(self, kind: str = "rgba") -> np.ndarray:
         """Every image: (V, n, H, W, C) uint8, view-major."""
         return np.stack([self.load_view(v, kind) for v in range(self.num_views)])
-
-
-def _matrix(value: Any, what: str) -> np.ndarray:
-    try:
-        m = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        m = None
-    if m is None or m.shape != (4, 4) or not np.isfinite(m).all():
-        raise Sv4dError(f"{what} must be a finite 4x4 matrix")
-    return m
 
 
 def _read_intrinsics(meta: dict) -> Intrinsics:
@@ -263,22 +150,23 @@ def _read_intrinsics(meta: dict) -> Intrinsics:
             fx, fy, cx, cy = (block[k] for k in ("fx", "fy", "cx", "cy"))
         intr = Intrinsics(width, height, float(fx), float(fy), float(cx), float(cy))
     except (KeyError, TypeError, ValueError, IndexError) as e:
-        raise Sv4dError("cameras.json: 'image_size' must be [W, H] and 'intrinsics' must hold K "
-                        f"(3x3) or fx, fy, cx, cy ({type(e).__name__}: {e})") from None
+        raise Sv4dError(
+            "cameras.json: 'image_size' must be [W, H] and 'intrinsics' must hold K "
+            f"(3x3) or fx, fy, cx, cy ({type(e).__name__}: {e})"
+        ) from None
     if min(width, height) <= 0 or min(intr.fx, intr.fy) <= 0:
         raise Sv4dError(f"cameras.json: invalid image size or focal length {intr}")
     return intr
 
 
-def _read_view(pos: int, entry: Any) -> View:
+def _read_view(pos: int, entry: Any) -> tuple[View, str]:
     try:
         az, el = entry.get("azimuth_deg"), entry.get("elevation_deg")
-        return View(int(entry.get("index", pos)), str(entry.get("dir", VIEW_DIR.format(pos))),
-                    _matrix(entry["c2w"], f"cameras.json: views[{pos}].c2w"),
-                    None if az is None else float(az), None if el is None else float(el))
+        c2w = pose_matrix(entry["c2w"], f"cameras.json: views[{pos}].c2w")
+        view = View(c2w, None if el is None else float(el), None if az is None else float(az))
+        return view, str(entry.get("dir", VIEW_DIR.format(pos)))
     except (AttributeError, KeyError, TypeError, ValueError):
-        raise Sv4dError(f"cameras.json: views[{pos}] must be an object with a 4x4 'c2w' "
-                        "and numeric angles") from None
+        raise Sv4dError(f"cameras.json: views[{pos}] must be an object with a 4x4 'c2w' and numeric angles") from None
 
 
 def read_multiview(path: str | os.PathLike) -> MultiViewSet:
@@ -312,37 +200,39 @@ def read_multiview(path: str | os.PathLike) -> MultiViewSet:
         raise Sv4dError(f"{cam_path}: every frame needs a numeric 'time_s'") from None
     if indices != list(range(len(frames))):
         raise Sv4dError(f"{cam_path}: frame indices must be 0..{len(frames) - 1} in order")
-    views = [_read_view(i, e) for i, e in enumerate(views_meta)]
+    read = [_read_view(i, e) for i, e in enumerate(views_meta)]
+    views, dirs = [v for v, _ in read], [d for _, d in read]
+    try:
+        rig = Rig(intr, tuple(views), times, None if distance is None else float(distance))
+    except Sv4dError as e:
+        raise Sv4dError(f"{cam_path}: {e}") from None
     has = {k: (root / k).is_dir() for k in KINDS}
     if not any(has.values()):
         raise Sv4dError(f"{root} has neither an rgba/ nor an rgb_white/ image folder")
     wanted = {FRAME_FILE.format(i) for i in range(len(times))}
     for kind in (k for k in KINDS if has[k]):
-        for v in views:
-            vdir = root / kind / v.dir
+        for d in dirs:
+            vdir = root / kind / d
             if not vdir.is_dir():
-                raise Sv4dError(f"view folder {vdir} is missing (cameras.json lists view {v.dir!r})")
+                raise Sv4dError(f"view folder {vdir} is missing (cameras.json lists view {d!r})")
             lacking = sorted(wanted - set(os.listdir(vdir)))
             if lacking:
-                raise Sv4dError(f"{vdir} lacks {len(lacking)} of {len(times)} frames "
-                                f"(first: {lacking[0]})")
-    distance = None if distance is None else float(distance)
-    return MultiViewSet(root, intr, views, times, distance, has["rgba"], has["rgb_white"], meta)
+                raise Sv4dError(f"{vdir} lacks {len(lacking)} of {len(times)} frames (first: {lacking[0]})")
+    return MultiViewSet(root, rig, dirs, has["rgba"], has["rgb_white"], meta)
 
 
 def _check_images(arr: Any, name: str, want: tuple[int, ...]) -> np.ndarray:
     arr = np.asarray(arr)
     if arr.dtype != np.uint8 or arr.shape != want:
-        raise Sv4dError(f"{name} must be uint8 of shape (V, n, H, W, {want[-1]}) = {want}, "
-                        f"got {arr.dtype} {arr.shape}")
+        raise Sv4dError(f"{name} must be uint8 of shape (V, n, H, W, {want[-1]}) = {want}, got {arr.dtype} {arr.shape}")
     return arr
 
 
-def _cameras_json(intr: Intrinsics, views: Sequence[View], times: np.ndarray,
-                  camera_distance: float | None, extra: dict) -> dict:
+def _cameras_json(rig: Rig, extra: dict) -> dict:
+    intr = rig.intrinsics
     near_far = {k: float(extra.pop(k, d)) for k, d in (("znear", 0.01), ("zfar", 12.0))}
     view_entries = []
-    for pos, v in enumerate(views):
+    for pos, v in enumerate(rig.views):
         entry: dict[str, Any] = {"index": pos}
         if v.elevation_deg is not None:
             entry["elevation_deg"] = float(v.elevation_deg)
@@ -353,47 +243,76 @@ def _cameras_json(intr: Intrinsics, views: Sequence[View], times: np.ndarray,
     meta = {
         "generator": "sv4d",
         "image_size": [intr.width, intr.height],
-        "intrinsics": {"fx": intr.fx, "fy": intr.fy, "cx": intr.cx, "cy": intr.cy,
-                       "K": intr.K.tolist(), "fov_x_deg": intr.fov_x_deg, "fov_y_deg": intr.fov_y_deg,
-                       "pixel_convention": PIXEL_CONVENTION, **near_far},
-        "camera_distance": None if camera_distance is None else float(camera_distance),
+        "intrinsics": {
+            "fx": intr.fx,
+            "fy": intr.fy,
+            "cx": intr.cx,
+            "cy": intr.cy,
+            "K": intr.K.tolist(),
+            "fov_x_deg": intr.fov_x_deg,
+            "fov_y_deg": intr.fov_y_deg,
+            "pixel_convention": PIXEL_CONVENTION,
+            **near_far,
+        },
+        "camera_distance": rig.camera_distance,
         "conventions": dict(CONVENTIONS),
-        "frames": [{"index": i, "time_s": float(t)} for i, t in enumerate(times)],
+        "frames": [{"index": i, "time_s": float(t)} for i, t in enumerate(rig.times)],
         "views": view_entries,
     }
     meta.update(extra)
     return meta
 
 
-def _transforms_json(intr: Intrinsics, views: Sequence[View], times: np.ndarray, kind: str) -> dict:
-    span = float(times[-1] - times[0])
+def _transforms_json(rig: Rig, kind: str) -> dict:
+    intr, unit = rig.intrinsics, rig.unit_times()
     frames = [
-        {"file_path": f"./{kind}/{VIEW_DIR.format(v)}/{FRAME_FILE.format(i)[:-4]}",
-         "time": float((t - times[0]) / span) if span > 0 else 0.0, "time_s": float(t),
-         "view": v, "frame": i, "transform_matrix": view.c2w.tolist()}
-        for v, view in enumerate(views) for i, t in enumerate(times)
+        {
+            "file_path": f"./{kind}/{VIEW_DIR.format(v)}/{FRAME_FILE.format(i)[:-4]}",
+            "time": float(unit[i]),
+            "time_s": float(t),
+            "view": v,
+            "frame": i,
+            "transform_matrix": view.c2w.tolist(),
+        }
+        for v, view in enumerate(rig.views)
+        for i, t in enumerate(rig.times)
     ]
-    return {"camera_angle_x": math.radians(intr.fov_x_deg), "fl_x": intr.fx, "fl_y": intr.fy,
-            "cx": intr.cx, "cy": intr.cy, "w": intr.width, "h": intr.height, "frames": frames}
+    return {
+        "camera_angle_x": math.radians(intr.fov_x_deg),
+        "fl_x": intr.fx,
+        "fl_y": intr.fy,
+        "cx": intr.cx,
+        "cy": intr.cy,
+        "w": intr.width,
+        "h": intr.height,
+        "frames": frames,
+    }
 
 
 def write_multiview(
-    path: str | os.PathLike, *, intrinsics: Intrinsics, views: list[View], times: Sequence[float] | np.ndarray,
-    rgba: np.ndarray | None = None, rgb_white: np.ndarray | None = None,
-    camera_distance: float | None = None, extra: dict | None = None, transforms: bool = True,
-    overwrite: bool = False, atomic: bool = True, compress_level: int = 4, progress: bool = False,
+    path: str | os.PathLike,
+    rig: Rig,
+    *,
+    rgba: np.ndarray | None = None,
+    rgb_white: np.ndarray | None = None,
+    extra: dict | None = None,
+    transforms: bool = True,
+    overwrite: bool = False,
+    atomic: bool = True,
+    compress_level: int = 4,
+    progress: bool = False,
 ) -> Path:
-    """Write a multi-view video set folder and return its path.
+    """Write a multi-view video set folder for ``rig`` and return its path.
 
     rgba: (V, n, H, W, 4) uint8 straight alpha; rgb_white: (V, n, H, W, 3) uint8. At least one;
     rgb_white is composited from rgba when not given; with only rgb_white no rgba/ is written.
-    V = len(views), n = len(times) (seconds), H x W = the intrinsics' size. Views are written
-    in the given order as ``view_00, view_01, ...`` (their ``index``/``dir`` are renumbered).
+    V = rig.num_views, n = rig.num_frames, H x W = the rig's intrinsics' size. Views are written
+    in the rig's order as ``view_00, view_01, ...``.
     extra: more top-level cameras.json keys (e.g. "normalization", "source"); its "znear" and
     "zfar" (defaults 0.01 / 12.0) go into the intrinsics block; it may replace "generator"
-    or "conventions" but not the keys computed from the arguments.
+    or "conventions" but not the keys computed from the rig (:data:`RESERVED_KEYS`).
     transforms: also write a D-NeRF/Blender ``transforms.json`` (paths without ".png", time
-    scaled to [0, 1] from the first to the last frame, view-major).
+    in unit time over the set, ``Rig.unit_times``, view-major).
     atomic: build everything in a hidden sibling folder and rename it to ``path`` when
     complete (an existing ``path`` is replaced only then, with overwrite=True); nothing is left
     behind on error. atomic=False writes straight into ``path``, which may exist if empty
@@ -401,43 +320,40 @@ def write_multiview(
     compress_level: PNG zlib level 0-9; progress: a tqdm bar over the images.
     """
     path = Path(path)
-    times = np.asarray(times, dtype=np.float64).reshape(-1)
-    views = list(views)
-    if not views or times.size == 0 or not np.isfinite(times).all():
-        raise Sv4dError("write_multiview needs at least one view and one finite frame time")
-    if (np.diff(times) < 0).any():
-        raise Sv4dError("frame times must be non-decreasing")
-    views = [replace(v, c2w=_matrix(v.c2w, f"c2w of view {v.dir!r}")) for v in views]
+    if not isinstance(rig, Rig):
+        raise Sv4dError(f"write_multiview needs a Rig, got {type(rig).__name__}")
     if rgba is None and rgb_white is None:
         raise Sv4dError("write_multiview needs rgba and/or rgb_white images")
-    rgb_shape = (len(views), times.size, intrinsics.height, intrinsics.width)
+    intrinsics = rig.intrinsics
+    rgb_shape = (rig.num_views, rig.num_frames, intrinsics.height, intrinsics.width)
     rgba = None if rgba is None else _check_images(rgba, "rgba", rgb_shape + (4,))
     rgb_white = None if rgb_white is None else _check_images(rgb_white, "rgb_white", rgb_shape + (3,))
     if not 0 <= compress_level <= 9:
         raise Sv4dError(f"compress_level must be 0..9, got {compress_level}")
     extra = dict(extra or {})
-    clash = [k for k in _RESERVED if k in extra]
+    clash = [k for k in RESERVED_KEYS if k in extra]
     if clash:
-        raise Sv4dError(f"extra may not set {', '.join(clash)}; pass them as arguments")
+        raise Sv4dError(f"extra may not set {', '.join(clash)}; they come from the rig")
     kinds = (["rgba"] if rgba is not None else []) + ["rgb_white"]
-    meta = _cameras_json(intrinsics, views, times, camera_distance, extra)
+    meta = _cameras_json(rig, extra)
 
     def write_into(folder: Path) -> None:
-        with tqdm(total=len(kinds) * rgb_shape[0] * rgb_shape[1], desc="writing images",
-                  unit="img", disable=not progress) as bar:
-            for v in range(len(views)):
+        with tqdm(
+            total=len(kinds) * rgb_shape[0] * rgb_shape[1], desc="writing images", unit="img", disable=not progress
+        ) as bar:
+            for v in range(rig.num_views):
                 white = rgb_white[v] if rgb_white is not None else composite_white(rgba[v])
                 for kind in kinds:
                     vdir = folder / kind / VIEW_DIR.format(v)
                     vdir.mkdir(parents=True, exist_ok=True)
                     for i, image in enumerate(rgba[v] if kind == "rgba" else white):
                         Image.fromarray(np.ascontiguousarray(image)).save(
-                            vdir / FRAME_FILE.format(i), compress_level=compress_level)
+                            vdir / FRAME_FILE.format(i), compress_level=compress_level
+                        )
                         bar.update()
         # Cameras last: a folder with a cameras.json has all its images.
         if transforms:
-            (folder / "transforms.json").write_text(
-                json.dumps(_transforms_json(intrinsics, views, times, kinds[0]), indent=1) + "\n")
+            (folder / "transforms.json").write_text(json.dumps(_transforms_json(rig, kinds[0]), indent=1) + "\n")
         (folder / "cameras.json").write_text(json.dumps(meta, indent=1) + "\n")
 
     exists = path.exists() or path.is_symlink()

@@ -71,8 +71,12 @@ def sampler_config_from_reference(s: dict[str, Any]) -> SamplerConfig:
     disc = s.get("discretization_config", {}).get("params", {})
     g = s.get("guider_config", {})
     gp = g.get("params", {})
-    kind = {"LinearPredictionGuider": "linear", "SpatiotemporalPredictionGuider": "spatiotemporal",
-            "VanillaCFG": "constant", "IdentityGuider": "none"}.get(_target_name(g), "linear")
+    kind = {
+        "LinearPredictionGuider": "linear",
+        "SpatiotemporalPredictionGuider": "spatiotemporal",
+        "VanillaCFG": "constant",
+        "IdentityGuider": "none",
+    }.get(_target_name(g), "linear")
     return SamplerConfig(
         num_steps=int(s.get("num_steps", 50)),
         sigma_min=float(disc.get("sigma_min", 0.002)),
@@ -109,8 +113,9 @@ def model_config_from_reference(doc: dict[str, Any], style: str) -> ModelConfig:
         raise Sv4dError("first-stage decoder and conditioning encoders have different ddconfigs")
     T, V = int(st["T"]), int(st["V"])
     az = st.get("azimuths_deg")
-    azimuths = tuple(float(a) for a in az) if az and len(az) == V + 1 else tuple(
-        360.0 * i / (V + 1) for i in range(V + 1))
+    azimuths = (
+        tuple(float(a) for a in az) if az and len(az) == V + 1 else tuple(360.0 * i / (V + 1) for i in range(V + 1))
+    )
     return ModelConfig(
         name=style,
         unet=unet,

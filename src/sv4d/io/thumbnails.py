@@ -27,5 +27,5 @@ def tile(rows: list[list[np.ndarray]], gap: int = 2) -> np.ndarray:
     for r, row in enumerate(rows):
         for c, im in enumerate(row):
             y, x = r * (th + gap), c * (tw + gap)
-            out[y:y + im.shape[0], x:x + im.shape[1]] = im
+            out[y : y + im.shape[0], x : x + im.shape[1]] = im
     return out

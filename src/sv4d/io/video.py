@@ -11,7 +11,7 @@ from __future__ import annotations
 import glob
 import os
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
@@ -65,6 +65,18 @@ class Clip:
         """(W, H) in pixels."""
         return int(self.frames.shape[2]), int(self.frames.shape[1])
 
+    def select(self, indices: Sequence[int]) -> Clip:
+        """The clip made of frames ``indices`` (in that order), timed from the first of them."""
+        idx = [int(i) for i in indices]
+        bad = [i for i in idx if not 0 <= i < len(self.frames)]
+        if not idx or bad:
+            raise Sv4dError(
+                f"frame(s) {bad or idx} do not exist: {self.source} has {len(self.frames)} frames "
+                f"(0..{len(self.frames) - 1}) after the reading options"
+            )
+        times = self.times[idx]
+        return Clip(self.frames[idx], times - times[0], self.fps, self.source)
+
     def __len__(self) -> int:
         return len(self.frames)
 
@@ -87,8 +99,10 @@ def list_frame_files(source: str | os.PathLike) -> list[Path]:
 
 def _check_size(width: int, height: int, what: str, min_size: int) -> None:
     if min(width, height) < min_size:
-        raise Sv4dError(f"{what}: frame size {width}x{height} is too small; the smaller side must be at least "
-                        f"{min_size} pixels; use a larger input")
+        raise Sv4dError(
+            f"{what}: frame size {width}x{height} is too small; the smaller side must be at least "
+            f"{min_size} pixels; use a larger input"
+        )
 
 
 # ---------------------------------------------------------------- choosing frames from a time axis
@@ -107,8 +121,10 @@ def _skip_start(entries: Iterable[tuple[float, object]], start: float, source: s
     if seen == 0:
         raise Sv4dError(f"{source}: no frames could be read; check that it is a non-empty video or image sequence")
     if origin is None:
-        raise Sv4dError(f"{source}: start={start:g} s is beyond the end of the clip (last frame at {last:.3f} s); "
-                        "use a smaller start")
+        raise Sv4dError(
+            f"{source}: start={start:g} s is beyond the end of the clip (last frame at {last:.3f} s); "
+            "use a smaller start"
+        )
 
 
 def _resample(entries: Iterable[tuple[float, object]], fps: float, default_dt: float) -> Iterator[tuple[float, object]]:
@@ -157,7 +173,9 @@ def _open_video(path: Path, min_size: int):
         rate = stream.average_rate or stream.guessed_rate
         nominal = float(rate) if rate else IMAGE_FPS
         tb = stream.time_base or Fraction(1, 1)
-        alpha_decoder = _ALPHA_DECODERS.get(stream.codec_context.name) if stream.metadata.get("alpha_mode") == "1" else None
+        alpha_decoder = (
+            _ALPHA_DECODERS.get(stream.codec_context.name) if stream.metadata.get("alpha_mode") == "1" else None
+        )
         decoder = av.CodecContext.create(alpha_decoder, "r") if alpha_decoder in av.codecs_available else None
 
         def decoded():
@@ -186,7 +204,9 @@ def _read_video(path: Path, opts: dict, min_size: int) -> tuple[list[tuple[float
     if opts["spread"] and opts["max_frames"] is not None:
         # Pass 1 keeps only times, pass 2 converts the chosen frames: memory stays O(max_frames).
         with _open_video(path, min_size) as (frames, nominal):
-            chosen = _choose(((t, i) for i, (t, _) in enumerate(frames)), default_dt=1 / nominal, source=str(path), **opts)
+            chosen = _choose(
+                ((t, i) for i, (t, _) in enumerate(frames)), default_dt=1 / nominal, source=str(path), **opts
+            )
         wanted, got = {i for _, i in chosen}, {}
         with _open_video(path, min_size) as (frames, _):
             for i, (_, frame) in enumerate(frames):
@@ -231,8 +251,10 @@ def _read_images(files: list[Path], opts: dict, min_size: int, source: str) -> l
     (w0, h0), _ = headers[0]
     for path, ((w, h), _) in zip(files, headers):
         if (w, h) != (w0, h0):
-            raise Sv4dError(f"{source}: images differ in size: {files[0].name} is {w0}x{h0} but {path.name} is "
-                            f"{w}x{h}; resize them to one size")
+            raise Sv4dError(
+                f"{source}: images differ in size: {files[0].name} is {w0}x{h0} but {path.name} is "
+                f"{w}x{h}; resize them to one size"
+            )
     _check_size(w0, h0, source, min_size)
     mode = "RGBA" if any(alpha for _, alpha in headers) else "RGB"
     chosen = _choose(((i / IMAGE_FPS, p) for i, p in enumerate(files)), default_dt=1 / IMAGE_FPS, source=source, **opts)
@@ -291,8 +313,10 @@ def read_clip(
         except (av.error.FFmpegError, OSError) as exc:
             raise Sv4dError(f"{name}: could not decode the video ({exc}); check that it is a valid video file") from exc
     else:
-        raise Sv4dError(f"{name}: not a video or image file (suffix {path.suffix or 'missing'!r}); give one of "
-                        f"{', '.join(sorted(VIDEO_SUFFIXES | IMAGE_SUFFIXES))}, a folder of images or a glob pattern")
+        raise Sv4dError(
+            f"{name}: not a video or image file (suffix {path.suffix or 'missing'!r}); give one of "
+            f"{', '.join(sorted(VIDEO_SUFFIXES | IMAGE_SUFFIXES))}, a folder of images or a glob pattern"
+        )
     times = np.array([t for t, _ in chosen], dtype=np.float64)
     return Clip(np.stack([a for _, a in chosen]), times, float(fps) if fps is not None else nominal, name)
 

@@ -47,8 +47,9 @@ __all__ = [
 ]
 
 #: The OpenAI CLIP ViT-B/32 image tower (the text-tower fields are unused here).
-CLIP_VIT_B32 = CLIPVisionConfig(image_size=224, patch_size=32, width=768, layers=12, heads=12,
-                                mlp_ratio=4.0, output_dim=512)
+CLIP_VIT_B32 = CLIPVisionConfig(
+    image_size=224, patch_size=32, width=768, layers=12, heads=12, mlp_ratio=4.0, output_dim=512
+)
 
 #: File names (glob patterns) looked for, in order, in a directory passed to :func:`load_clip`.
 CLIP_FILES: tuple[str, ...] = (
@@ -77,8 +78,7 @@ class CLIPScorer(nn.Module):
             (faster, for weights loaded right after).
     """
 
-    def __init__(self, cfg: CLIPVisionConfig = CLIP_VIT_B32, act: str = "quick_gelu",
-                 init: bool = True) -> None:
+    def __init__(self, cfg: CLIPVisionConfig = CLIP_VIT_B32, act: str = "quick_gelu", init: bool = True) -> None:
         super().__init__()
         self.cfg = cfg
         if init:
@@ -119,7 +119,7 @@ class CLIPScorer(nn.Module):
             if (nh, nw) != (h, w):
                 x = F.interpolate(x, size=(nh, nw), mode="bicubic", antialias=True, align_corners=False)
             top, left = int(round((nh - s) / 2.0)), int(round((nw - s) / 2.0))
-            x = x[..., top:top + s, left:left + s]
+            x = x[..., top : top + s, left : left + s]
         x = x.clamp(0.0, 1.0)
         return (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
 
@@ -225,7 +225,8 @@ def _check_architecture(state: dict[str, torch.Tensor], cfg: CLIPVisionConfig, s
     if (width, patch, layers) != (cfg.width, cfg.patch_size, cfg.layers):
         raise Sv4dError(
             f"{source} holds a CLIP image tower of width {width}, patch size {patch} and {layers} "
-            f"layers; CLIP-S uses ViT-B/{cfg.patch_size} (width {cfg.width}, {cfg.layers} layers)")
+            f"layers; CLIP-S uses ViT-B/{cfg.patch_size} (width {cfg.width}, {cfg.layers} layers)"
+        )
 
 
 def _read_json(path: Path) -> dict | None:
@@ -254,8 +255,7 @@ def _activation_beside(file: Path, layout: str) -> str | None:
     return "quick_gelu" if model_cfg.get("quick_gelu", False) else "gelu"
 
 
-def load_clip(path: str | os.PathLike, device: str | torch.device = "cpu",
-              act: str | None = None) -> CLIPScorer:
+def load_clip(path: str | os.PathLike, device: str | torch.device = "cpu", act: str | None = None) -> CLIPScorer:
     """The CLIP ViT-B/32 scorer with published weights, in eval mode, gradients off.
 
     Args:

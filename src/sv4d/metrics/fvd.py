@@ -31,14 +31,21 @@ comparable between evaluations made with the same settings.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from ..errors import Sv4dError
 
-__all__ = ["VARIANTS", "frechet_distance", "grid_sequences", "clip_starts", "clip_indices",
-           "variant_clips", "fvd_variants"]
+__all__ = [
+    "VARIANTS",
+    "frechet_distance",
+    "grid_sequences",
+    "clip_starts",
+    "clip_indices",
+    "variant_clips",
+    "fvd_variants",
+]
 
 VARIANTS = ("fvd_f", "fvd_v", "fvd_diag", "fv4d")
 
@@ -65,8 +72,7 @@ def frechet_distance(x: np.ndarray, y: np.ndarray) -> float:
     s2 = np.atleast_2d(np.cov(y, rowvar=False))
     r = _sqrt_psd(s1)
     cross = np.linalg.eigvalsh(r @ s2 @ r)
-    fd = float(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2)
-               - 2.0 * np.sqrt(np.clip(cross, 0.0, None)).sum())
+    fd = float(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2.0 * np.sqrt(np.clip(cross, 0.0, None)).sum())
     return max(fd, 0.0)
 
 
@@ -110,19 +116,24 @@ def clip_indices(seq: Sequence[Index], length: int, stride: int | None = None) -
         raise Sv4dError("cannot cut clips from an empty sequence")
     if n < length:
         return [[seq[(i * n) // length] for i in range(length)]]
-    return [list(seq[s:s + length]) for s in clip_starts(n, length, stride)]
+    return [list(seq[s : s + length]) for s in clip_starts(n, length, stride)]
 
 
-def variant_clips(variant: str, num_views: int, num_frames: int, length: int,
-                  stride: int | None = None) -> list[list[Index]]:
+def variant_clips(
+    variant: str, num_views: int, num_frames: int, length: int, stride: int | None = None
+) -> list[list[Index]]:
     """Every clip of a variant, in sequence order."""
-    return [c for seq in grid_sequences(variant, num_views, num_frames)
-            for c in clip_indices(seq, length, stride)]
+    return [c for seq in grid_sequences(variant, num_views, num_frames) for c in clip_indices(seq, length, stride)]
 
 
-def fvd_variants(features: Callable[[list[list[Index]], str], np.ndarray], num_views: int,
-                 num_frames: int, length: int, stride: int | None = None,
-                 variants: Sequence[str] = VARIANTS) -> dict[str, dict]:
+def fvd_variants(
+    features: Callable[[list[list[Index]], str], np.ndarray],
+    num_views: int,
+    num_frames: int,
+    length: int,
+    stride: int | None = None,
+    variants: Sequence[str] = VARIANTS,
+) -> dict[str, dict]:
     """Each variant's Frechet distance.
 
     ``features(clips, side)`` returns the (len(clips), D) features of the given clips of the
@@ -134,8 +145,11 @@ def fvd_variants(features: Callable[[list[list[Index]], str], np.ndarray], num_v
     for variant in variants:
         clips = variant_clips(variant, num_views, num_frames, length, stride)
         if len(clips) < 2:
-            out[variant] = {"fvd": None, "clips": len(clips),
-                            "reason": "needs at least 2 clips (a longer grid or a shorter --clip-length)"}
+            out[variant] = {
+                "fvd": None,
+                "clips": len(clips),
+                "reason": "needs at least 2 clips (a longer grid or a shorter --clip-length)",
+            }
             continue
         fd = frechet_distance(features(clips, "pred"), features(clips, "gt"))
         out[variant] = {"fvd": fd, "clips": len(clips)}

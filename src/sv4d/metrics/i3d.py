@@ -77,7 +77,7 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -131,8 +131,16 @@ def _pad_same(x: torch.Tensor, kernel: tuple[int, int, int], stride: tuple[int, 
 class Unit3D(nn.Module):
     """conv3d (SAME padding, bias only without batch norm) -> BatchNorm3d -> ReLU."""
 
-    def __init__(self, cin: int, cout: int, kernel: int | Sequence[int] = 1, stride: int | Sequence[int] = 1,
-                 batch_norm: bool = True, relu: bool = True, bn_eps: float = 1e-5):
+    def __init__(
+        self,
+        cin: int,
+        cout: int,
+        kernel: int | Sequence[int] = 1,
+        stride: int | Sequence[int] = 1,
+        batch_norm: bool = True,
+        relu: bool = True,
+        bn_eps: float = 1e-5,
+    ):
         super().__init__()
         self.kernel, self.stride = _triple(kernel), _triple(stride)
         self.conv3d = nn.Conv3d(cin, cout, self.kernel, self.stride, padding=0, bias=not batch_norm)
@@ -218,8 +226,10 @@ class InceptionI3d(nn.Module):
         if x.ndim != 5 or x.shape[1] != 3:
             raise Sv4dError(f"I3D takes (B, 3, T, {RESOLUTION}, {RESOLUTION}) clips, got {tuple(x.shape)}")
         if tuple(x.shape[-2:]) != (RESOLUTION, RESOLUTION):
-            raise Sv4dError(f"I3D takes {RESOLUTION} x {RESOLUTION} frames, got {x.shape[-2]} x {x.shape[-1]} "
-                            "(resize with preprocess_videos)")
+            raise Sv4dError(
+                f"I3D takes {RESOLUTION} x {RESOLUTION} frames, got {x.shape[-2]} x {x.shape[-1]} "
+                "(resize with preprocess_videos)"
+            )
         if x.shape[2] < MIN_FRAMES:
             raise Sv4dError(f"I3D needs clips of at least {MIN_FRAMES} frames, got {x.shape[2]}")
 
@@ -247,8 +257,11 @@ def load_i3d(path: str | os.PathLike, device: str | torch.device = "cpu", bn_eps
     model = InceptionI3d(bn_eps=bn_eps)
     for key, value in model.state_dict().items():
         # the published file has no num_batches_tracked (unused in eval mode): supply it
-        if key.endswith(".num_batches_tracked") and key not in state \
-                and key[: -len("num_batches_tracked")] + "running_mean" in state:
+        if (
+            key.endswith(".num_batches_tracked")
+            and key not in state
+            and key[: -len("num_batches_tracked")] + "running_mean" in state
+        ):
             state[key] = torch.zeros_like(value)
     load_checked(model, state, "Kinetics-400 I3D", str(file))
     return model.eval().requires_grad_(False).to(device)
@@ -276,6 +289,6 @@ def preprocess_videos(videos: torch.Tensor, quantize: bool = False) -> torch.Ten
     size = (RESOLUTION, math.ceil(w * scale)) if h < w else (math.ceil(h * scale), RESOLUTION)
     frames = F.interpolate(x.reshape(b * t, c, h, w), size=size, mode="bilinear", align_corners=False)
     top, left = (size[0] - RESOLUTION) // 2, (size[1] - RESOLUTION) // 2
-    frames = frames[:, :, top:top + RESOLUTION, left:left + RESOLUTION]
+    frames = frames[:, :, top : top + RESOLUTION, left : left + RESOLUTION]
     frames = (frames - 0.5) * 2
     return frames.reshape(b, t, c, RESOLUTION, RESOLUTION).permute(0, 2, 1, 3, 4).contiguous()

@@ -54,11 +54,21 @@ LPIPS_SHIFT: tuple[float, float, float] = (-0.030, -0.088, -0.188)
 LPIPS_SCALE: tuple[float, float, float] = (0.458, 0.448, 0.450)
 
 #: (input channels, output channels) of VGG16's 13 convolutions, in order.
-_VGG16_CONVS = ((3, 64), (64, 64),
-                (64, 128), (128, 128),
-                (128, 256), (256, 256), (256, 256),
-                (256, 512), (512, 512), (512, 512),
-                (512, 512), (512, 512), (512, 512))
+_VGG16_CONVS = (
+    (3, 64),
+    (64, 64),
+    (64, 128),
+    (128, 128),
+    (128, 256),
+    (256, 256),
+    (256, 256),
+    (256, 512),
+    (512, 512),
+    (512, 512),
+    (512, 512),
+    (512, 512),
+    (512, 512),
+)
 #: Convolutions per block; a 2x2 max-pool sits between blocks.
 _VGG16_BLOCKS = (2, 2, 3, 3, 3)
 #: Channels of the five taps.
@@ -157,8 +167,9 @@ class LPIPS(nn.Module):
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         if a.shape != b.shape or a.ndim != 4 or a.shape[1] != 3:
-            raise Sv4dError(f"LPIPS needs two (N, 3, H, W) images of one shape, got {tuple(a.shape)} "
-                            f"and {tuple(b.shape)}")
+            raise Sv4dError(
+                f"LPIPS needs two (N, 3, H, W) images of one shape, got {tuple(a.shape)} and {tuple(b.shape)}"
+            )
         w = self.net.features[0].weight
         n = a.shape[0]
         x = torch.cat([a, b]).to(w.device, w.dtype) * 2.0 - 1.0
@@ -230,14 +241,18 @@ def load_lpips(path: str | os.PathLike, device: str | torch.device = "cpu") -> L
         if lin and not vgg:
             raise Sv4dError(
                 f"{file} holds only the LPIPS linear layers; the VGG16 backbone is needed too "
-                f"({VGG16_FILES[0]}): pass a directory holding both")
+                f"({VGG16_FILES[0]}): pass a directory holding both"
+            )
         if vgg and not lin:
             raise Sv4dError(
                 f"{file} holds a VGG16 backbone but no LPIPS linear layers ({LPIPS_LIN_FILES[0]} "
-                f"from the lpips package's weights/v0.1/): pass a directory holding both")
+                f"from the lpips package's weights/v0.1/): pass a directory holding both"
+            )
         if not vgg and not lin:
-            raise Sv4dError(f"{file} is not an LPIPS VGG weight file: it holds neither "
-                            f"lin0.model.1.weight ... nor VGG16 features.* keys")
+            raise Sv4dError(
+                f"{file} is not an LPIPS VGG weight file: it holds neither "
+                f"lin0.model.1.weight ... nor VGG16 features.* keys"
+            )
     model = LPIPS()
     load_checked(model, {**vgg, **lin}, "LPIPS v0.1 VGG", source)
     return model.to(device).eval().requires_grad_(False)

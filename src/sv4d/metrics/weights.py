@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import os
 import zipfile
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import torch
 from torch import nn
@@ -77,12 +77,16 @@ def load_checked(module: nn.Module, state: Mapping[str, torch.Tensor], what: str
     text tower). Raises Sv4dError with the first problems found."""
     expected = module.state_dict()
     missing = [k for k in expected if k not in state]
-    wrong = [f"{k}: {tuple(state[k].shape)} in the file, {tuple(v.shape)} expected"
-             for k, v in expected.items() if k in state and state[k].shape != v.shape]
+    wrong = [
+        f"{k}: {tuple(state[k].shape)} in the file, {tuple(v.shape)} expected"
+        for k, v in expected.items()
+        if k in state and state[k].shape != v.shape
+    ]
     if missing or wrong:
         lines = wrong[:3] + [f"missing {k}" for k in missing[:3]]
         more = len(wrong) + len(missing) - len(lines)
-        raise Sv4dError(f"{source} is not a {what} weight file: " + "; ".join(lines)
-                        + (f" (and {more} more)" if more > 0 else ""))
+        raise Sv4dError(
+            f"{source} is not a {what} weight file: " + "; ".join(lines) + (f" (and {more} more)" if more > 0 else "")
+        )
     module.load_state_dict({k: state[k].to(v.dtype) for k, v in expected.items()}, strict=True)
     return module

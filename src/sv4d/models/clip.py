@@ -88,9 +88,7 @@ def gaussian_kernel1d(sigma: float, device: torch.device | None = None) -> torch
     return g / g.sum()
 
 
-def gaussian_blur2d(
-    x: torch.Tensor, sigma_y: float | None, sigma_x: float | None
-) -> torch.Tensor:
+def gaussian_blur2d(x: torch.Tensor, sigma_y: float | None, sigma_x: float | None) -> torch.Tensor:
     """Separable Gaussian blur with reflect borders (x first, then y, as kornia does).
 
     Args:
@@ -243,9 +241,7 @@ class ResidualAttentionBlock(nn.Module):
 class _Transformer(nn.Module):
     def __init__(self, width: int, layers: int, heads: int, mlp_ratio: float, act: str = "gelu") -> None:
         super().__init__()
-        self.resblocks = nn.ModuleList(
-            ResidualAttentionBlock(width, heads, mlp_ratio, act) for _ in range(layers)
-        )
+        self.resblocks = nn.ModuleList(ResidualAttentionBlock(width, heads, mlp_ratio, act) for _ in range(layers))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for blk in self.resblocks:
@@ -269,9 +265,7 @@ class OpenCLIPVisionTransformer(nn.Module):
         super().__init__()
         self.act = _check_act(act)
         if cfg.image_size % cfg.patch_size:
-            raise Sv4dError(
-                f"CLIP image_size {cfg.image_size} is not a multiple of patch_size {cfg.patch_size}"
-            )
+            raise Sv4dError(f"CLIP image_size {cfg.image_size} is not a multiple of patch_size {cfg.patch_size}")
         self.cfg = cfg
         self.grid = cfg.image_size // cfg.patch_size
         w = cfg.width
@@ -367,11 +361,13 @@ class CLIPImageEmbedder(nn.Module):
         # Always real CPU tensors (even under a ``torch.device("meta")`` context), since
         # ``load_state_dict`` never fills non-persistent buffers.
         self.register_buffer(
-            "mean", torch.tensor(CLIP_MEAN, dtype=torch.float32, device="cpu").view(1, 3, 1, 1),
+            "mean",
+            torch.tensor(CLIP_MEAN, dtype=torch.float32, device="cpu").view(1, 3, 1, 1),
             persistent=False,
         )
         self.register_buffer(
-            "std", torch.tensor(CLIP_STD, dtype=torch.float32, device="cpu").view(1, 3, 1, 1),
+            "std",
+            torch.tensor(CLIP_STD, dtype=torch.float32, device="cpu").view(1, 3, 1, 1),
             persistent=False,
         )
         self.reset_parameters()

@@ -67,9 +67,7 @@ class Conditioner(nn.Module):
     def __init__(self, cfg: ModelConfig, include_unused: bool = False) -> None:
         super().__init__()
         self.cfg = cfg
-        image = (
-            CLIPImageEmbedder(cfg.clip, include_unused) if cfg.clip is not None else IdentityImageEmbedder()
-        )
+        image = CLIPImageEmbedder(cfg.clip, include_unused) if cfg.clip is not None else IdentityImageEmbedder()
         self.embedders = nn.ModuleList(
             [
                 image,
@@ -124,13 +122,22 @@ class Conditioner(nn.Module):
             concat = concat.float().repeat_interleave(frames_repeat, 0)
         view = e[4](_noisy(cond_view, sigma, generator), encode_chunk)
         motion = e[5](_noisy(cond_motion, sigma, generator), encode_chunk)
-        return self.assemble(crossattn, concat, view, motion, polar_rad, azimuth_rad, cond_mv=cond_mv,
-                             noise_sigma=sigma)
+        return self.assemble(
+            crossattn, concat, view, motion, polar_rad, azimuth_rad, cond_mv=cond_mv, noise_sigma=sigma
+        )
 
-    def assemble(self, crossattn: torch.Tensor, concat: torch.Tensor, cond_view: torch.Tensor,
-                 cond_motion: torch.Tensor, polar_rad: torch.Tensor, azimuth_rad: torch.Tensor, *,
-                 cond_mv: bool = True, noise_sigma: float | None = None,
-                 ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    def assemble(
+        self,
+        crossattn: torch.Tensor,
+        concat: torch.Tensor,
+        cond_view: torch.Tensor,
+        cond_motion: torch.Tensor,
+        polar_rad: torch.Tensor,
+        azimuth_rad: torch.Tensor,
+        *,
+        cond_mv: bool = True,
+        noise_sigma: float | None = None,
+    ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """(c, uc) from already encoded inputs: crossattn (1, T, D) image embeddings, concat
         (N, 4, h, w), cond_view (V, 4, h, w), cond_motion (T, 4, h, w) unscaled latents
         (what :meth:`forward` computes; training from cached latents calls this directly)."""

@@ -53,9 +53,7 @@ class ResBlock(nn.Module):
             nn.Dropout(dropout),
             conv(out_channels, out_channels, kernel, padding=padding),
         )
-        self.skip_connection = (
-            nn.Identity() if channels == out_channels else conv(channels, out_channels, 1)
-        )
+        self.skip_connection = nn.Identity() if channels == out_channels else conv(channels, out_channels, 1)
 
     def forward(self, x: torch.Tensor, emb_out_shape_fn, emb: torch.Tensor) -> torch.Tensor:
         h = self.in_layers(x)
@@ -81,9 +79,7 @@ class VideoResBlock(ResBlock):
     def forward(self, x: torch.Tensor, emb: torch.Tensor, num_images: int) -> torch.Tensor:  # type: ignore[override]
         xs = super().forward(x, lambda e: e[..., None, None], emb)
         z = rearrange(xs, "(b n) c h w -> b c n h w", n=num_images)
-        zt = self.time_mix_blocks(
-            z, lambda e: rearrange(e, "(b n) c -> b c n 1 1", n=num_images), emb
-        )
+        zt = self.time_mix_blocks(z, lambda e: rearrange(e, "(b n) c -> b c n 1 1", n=num_images), emb)
         out = self.time_mixer(z, zt)
         return rearrange(out, "b c n h w -> (b n) c h w")
 
@@ -105,17 +101,11 @@ class SpatialViewMotionTransformer(nn.Module):
         self.max_period = cfg.max_period
         self.norm = normalization(c, eps=1e-6)
         self.proj_in = nn.Linear(c, c)
-        self.transformer_blocks = nn.ModuleList(
-            [BasicTransformerBlock(c, heads, dh, cfg.context_dim, cfg.dropout)]
-        )
+        self.transformer_blocks = nn.ModuleList([BasicTransformerBlock(c, heads, dh, cfg.context_dim, cfg.dropout)])
         self.proj_out = nn.Linear(c, c)
         self.time_mix_blocks = nn.ModuleList([TimeMixBlock(c, heads, dh, cfg.context_dim, cfg.dropout)])
-        self.motion_blocks = nn.ModuleList(
-            [TimeMixBlock(c, heads, dh, cfg.motion_context_dim, cfg.dropout)]
-        )
-        self.time_mix_time_embed = nn.Sequential(
-            nn.Linear(cfg.adm_in_channels, 4 * c), nn.SiLU(), nn.Linear(4 * c, c)
-        )
+        self.motion_blocks = nn.ModuleList([TimeMixBlock(c, heads, dh, cfg.motion_context_dim, cfg.dropout)])
+        self.time_mix_time_embed = nn.Sequential(nn.Linear(cfg.adm_in_channels, 4 * c), nn.SiLU(), nn.Linear(4 * c, c))
         self.time_mix_motion_embed = nn.Sequential(nn.Linear(c, 4 * c), nn.SiLU(), nn.Linear(4 * c, c))
         self.time_mixer = MixFactor(0.0)
         self.time_mixer_motion = MixFactor(0.0)
@@ -179,9 +169,7 @@ class SpatialViewMotionTransformer(nn.Module):
         # motion stage: sequences over frames, context = reference-view latent at the pixel
         if self.motion_enabled:
             frames = torch.arange(T, device=x.device)
-            e_frame = self.time_mix_motion_embed(
-                timestep_embedding(frames, C, self.max_period).to(dtype)
-            )  # (T, C)
+            e_frame = self.time_mix_motion_embed(timestep_embedding(frames, C, self.max_period).to(dtype))  # (T, C)
             cv = F.interpolate(cond_view.to(dtype), size=(h, w), mode="bilinear", align_corners=False)
             motion_ctx = rearrange(cv, "(b v) c h w -> (b v h w) 1 c", b=b)
             seq = rearrange(x + e_frame[None, :, None, None, :], "b t v p c -> (b v p) t c")
@@ -273,9 +261,7 @@ class SV4DUNet(nn.Module):
                 self.input_blocks.append(Stage([Downsample(ch)]))
                 chans.append(ch)
                 ds *= 2
-        self.middle_block = Stage(
-            [VideoResBlock(ch, ted, ch, cfg), attn_layer(ch), VideoResBlock(ch, ted, ch, cfg)]
-        )
+        self.middle_block = Stage([VideoResBlock(ch, ted, ch, cfg), attn_layer(ch), VideoResBlock(ch, ted, ch, cfg)])
         self.output_blocks = nn.ModuleList()
         for level, mult in list(enumerate(cfg.channel_mult))[::-1]:
             for i in range(cfg.num_res_blocks + 1):
@@ -287,9 +273,7 @@ class SV4DUNet(nn.Module):
                     layers.append(Upsample(ch))
                     ds //= 2
                 self.output_blocks.append(Stage(layers))
-        self.out = nn.Sequential(
-            normalization(ch), nn.SiLU(), nn.Conv2d(mc, cfg.out_channels, 3, padding=1)
-        )
+        self.out = nn.Sequential(normalization(ch), nn.SiLU(), nn.Conv2d(mc, cfg.out_channels, 3, padding=1))
 
     @property
     def dtype(self) -> torch.dtype:

@@ -196,6 +196,4 @@ class FirstStage(nn.Module):
         """z: (B, z_channels, h, w) *already divided by the scale factor*; returns [-1, 1]-ish images."""
         dtype = self.decoder.conv_in.weight.dtype
         step = chunk or z.shape[0]
-        return torch.cat(
-            [self.decoder(z[i : i + step].to(dtype)) for i in range(0, z.shape[0], step)], 0
-        )
+        return torch.cat([self.decoder(z[i : i + step].to(dtype)) for i in range(0, z.shape[0], step)], 0)

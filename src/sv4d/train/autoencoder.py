@@ -33,10 +33,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..checkpoint import save_model
+from ..devices import resolve_device
 from ..errors import Sv4dError
-from ..io.checkpoint import save_model
 from ..metrics import batch_psnr_pm1
-from ..models.engine import SV4DModel
+from ..models.sv4d import SV4DModel
 from .config import TrainConfig
 from .data import MultiViewWindows, images_to_tensor
 
@@ -46,10 +47,12 @@ def training_images(cfg: TrainConfig, image_size: int) -> np.ndarray:
     sets = sorted({p for pattern in cfg.data for p in (glob.glob(pattern) or [pattern])})
     if not sets:
         raise Sv4dError("no training data: give data = [multi-view set folders] in the config")
-    ds = MultiViewWindows(sets, num_frames=1, num_views=1, image_size=image_size, views=cfg.views or None,
-                          cache_images=False)
-    return np.stack([ds._image(k, v, f) for k, s in enumerate(ds.sets)
-                     for v in ds.allowed_views(k) for f in range(s.num_frames)])
+    ds = MultiViewWindows(
+        sets, num_frames=1, num_views=1, image_size=image_size, views=cfg.views or None, cache_images=False
+    )
+    return np.stack(
+        [ds._image(k, v, f) for k, s in enumerate(ds.sets) for v in ds.allowed_views(k) for f in range(s.num_frames)]
+    )
 
 
 def _moments(model: SV4DModel, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -60,16 +63,21 @@ def _moments(model: SV4DModel, x: torch.Tensor) -> tuple[torch.Tensor, torch.Ten
 
 @torch.no_grad()
 def latent_std(model: SV4DModel, images: np.ndarray, device: torch.device, chunk: int = 32) -> float:
-    zs = [model.conditioner.embedders[1](images_to_tensor(images[i:i + chunk]).to(device)).float().cpu()
-          for i in range(0, len(images), chunk)]
+    zs = [
+        model.conditioner.embedders[1](images_to_tensor(images[i : i + chunk]).to(device)).float().cpu()
+        for i in range(0, len(images), chunk)
+    ]
     return float(torch.cat(zs).std())
 
 
-def train_autoencoder(cfg: TrainConfig, progress: bool = True, model: SV4DModel | None = None) -> dict[str, Any]:
-    """Train ``cfg.steps`` steps; write OUT/model.safetensors; return a summary."""
+def train_autoencoder(
+    cfg: TrainConfig, progress: bool = True, model: SV4DModel | None = None, device: str | torch.device = "auto"
+) -> dict[str, Any]:
+    """Train ``cfg.steps`` steps on ``device`` (``auto``: CUDA when available, else the CPU);
+    write OUT/model.safetensors; return a summary."""
     from .loop import build_model
 
-    dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = resolve_device(device)
     model = model if model is not None else build_model(cfg)
     mc = model.cfg
     images = training_images(cfg, mc.image_size)
@@ -102,7 +110,7 @@ def train_autoencoder(cfg: TrainConfig, progress: bool = True, model: SV4DModel 
             mean, logvar = _moments(model, x)
             z = mean + torch.exp(0.5 * logvar) * torch.randn(mean.shape, generator=g).to(dev)
             rec = (decoder(z) - x).abs().flatten(1).sum(1).mean()
-            kl = 0.5 * (mean ** 2 + logvar.exp() - 1.0 - logvar).flatten(1).sum(1).mean()
+            kl = 0.5 * (mean**2 + logvar.exp() - 1.0 - logvar).flatten(1).sum(1).mean()
             loss = (rec + cfg.kl_weight * kl) / x[0].numel()
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -112,8 +120,12 @@ def train_autoencoder(cfg: TrainConfig, progress: bool = True, model: SV4DModel 
             losses.append(loss.item())
             bar.set_postfix(loss=f"{losses[-1]:.4f}")
             if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
-                rec_item = {"step": step + 1, "loss": losses[-1], "kl": kl.item() / mean[0].numel(),
-                            "seconds": round(time.perf_counter() - t0, 3)}
+                rec_item = {
+                    "step": step + 1,
+                    "loss": losses[-1],
+                    "kl": kl.item() / mean[0].numel(),
+                    "seconds": round(time.perf_counter() - t0, 3),
+                }
                 log.write(json.dumps(rec_item) + "\n")
                 log.flush()
     finally:
@@ -130,11 +142,17 @@ def train_autoencoder(cfg: TrainConfig, progress: bool = True, model: SV4DModel 
         recon = model.decode(model.encode_latents(probe_x))
         psnr = batch_psnr_pm1(recon, probe_x)
     _save_recon(probe_x, recon, out / "recon.png")
-    path = save_model(model.cpu(), out / "model.safetensors",
-                      extra_metadata={"sv4d_autoencoder_steps": str(cfg.steps)})
-    summary = {"steps": cfg.steps, "images": int(len(images)), "images_per_step": per_step,
-               "losses": losses, "recon_psnr": psnr, "scale_factor": model.cfg.scale_factor,
-               "seconds": time.perf_counter() - t0, "model": str(path)}
+    path = save_model(model.cpu(), out / "model.safetensors", extra_metadata={"sv4d_autoencoder_steps": str(cfg.steps)})
+    summary = {
+        "steps": cfg.steps,
+        "images": int(len(images)),
+        "images_per_step": per_step,
+        "losses": losses,
+        "recon_psnr": psnr,
+        "scale_factor": model.cfg.scale_factor,
+        "seconds": time.perf_counter() - t0,
+        "model": str(path),
+    }
     (out / "autoencoder.json").write_text(json.dumps({k: v for k, v in summary.items() if k != "losses"}, indent=1))
     return summary
 

@@ -24,15 +24,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from ..errors import Sv4dError
-from ..models.engine import SV4DModel
+from ..models.sv4d import SV4DModel
 from .data import MultiViewWindows, WindowSpec, images_to_tensor
 
 FORMAT = 1
@@ -56,8 +56,16 @@ class LatentCache:
     :func:`sv4d.train.loop.window_conditioning` builds them from pixels.
     """
 
-    def __init__(self, model: SV4DModel, dataset: MultiViewWindows, cache_dir: str | os.PathLike, *,
-                 batch_size: int = 16, progress: bool = True, build: bool = True) -> None:
+    def __init__(
+        self,
+        model: SV4DModel,
+        dataset: MultiViewWindows,
+        cache_dir: str | os.PathLike,
+        *,
+        batch_size: int = 16,
+        progress: bool = True,
+        build: bool = True,
+    ) -> None:
         if not isinstance(dataset, MultiViewWindows):
             raise Sv4dError("latent caching needs a MultiViewWindows dataset")
         if model.cfg.clip is None:
@@ -85,8 +93,17 @@ class LatentCache:
         s = self.dataset.sets[k]
         index = s.root / "cameras.json"
         stamp = index.stat().st_mtime_ns if index.exists() else 0
-        key = json.dumps([self.weights, self.dataset.S, str(Path(s.root).resolve()), s.num_views,
-                          s.num_frames, stamp, self.dataset.allowed_views(k)])
+        key = json.dumps(
+            [
+                self.weights,
+                self.dataset.S,
+                str(Path(s.root).resolve()),
+                s.num_views,
+                s.num_frames,
+                stamp,
+                self.dataset.allowed_views(k),
+            ]
+        )
         digest = hashlib.blake2b(key.encode(), digest_size=8).hexdigest()
         return self.dir / f"{Path(s.root).name}-{digest}.safetensors"
 
@@ -115,7 +132,7 @@ class LatentCache:
         pairs = [(v, f) for v in views for f in range(nf)]
         embeds, lats = [], {key: [] for key in set(self.slot_key.values())}
         for i in range(0, len(pairs), self.batch_size):
-            chunk = pairs[i:i + self.batch_size]
+            chunk = pairs[i : i + self.batch_size]
             x = images_to_tensor(np.stack([ds._image(k, v, f) for v, f in chunk])).to(dev)
             embeds.append(self.model.conditioner.embed_images(x)[0].float().cpu())
             for key in lats:
@@ -128,8 +145,12 @@ class LatentCache:
         path = self.paths[k]
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".part")
-        meta = {"sv4d_latent_cache": str(FORMAT), "set": str(ds.sets[k].root), "views": json.dumps(views),
-                "image_size": str(ds.S)}
+        meta = {
+            "sv4d_latent_cache": str(FORMAT),
+            "set": str(ds.sets[k].root),
+            "views": json.dumps(views),
+            "image_size": str(ds.S),
+        }
         save_file(tensors, str(tmp), metadata=meta)
         os.replace(tmp, path)
         return path
@@ -151,7 +172,7 @@ class LatentCache:
         sl = self._file(k).get_slice(name)
         pos = self._pos[k]
         try:
-            return torch.stack([sl[pos[v]:pos[v] + 1, f:f + 1][0, 0] for f in frames for v in views])
+            return torch.stack([sl[pos[v] : pos[v] + 1, f : f + 1][0, 0] for f in frames for v in views])
         except KeyError as e:
             raise Sv4dError(f"view {e.args[0]} is not in the latent cache of set {k}") from None
 
@@ -164,8 +185,9 @@ class LatentCache:
         return self._rows("embed", k, [view], frames)
 
     @torch.no_grad()
-    def conditioning(self, specs: Sequence[WindowSpec], device: torch.device | str
-                     ) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    def conditioning(
+        self, specs: Sequence[WindowSpec], device: torch.device | str
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """x0 (b*N, 4, h, w) scaled target latents and (c, uc) of ``b`` windows, rows ordered
         (window, frame, view), reference views kept (masking comes later)."""
         V = self.model.cfg.num_views
@@ -174,9 +196,14 @@ class LatentCache:
             k, inp, tv, fr = w.set_index, w.input_view, w.target_views, w.frames
             cond = self.latents(1, k, [inp], fr).to(device)
             c, uc = self.model.conditioner.assemble(
-                self.embeddings(k, inp, fr)[None].to(device), cond.repeat_interleave(V, 0),
-                self.latents(4, k, tv, fr[:1]).to(device), self.latents(5, k, [inp], fr).to(device),
-                w.polar, w.azimuth, cond_mv=True)
+                self.embeddings(k, inp, fr)[None].to(device),
+                cond.repeat_interleave(V, 0),
+                self.latents(4, k, tv, fr[:1]).to(device),
+                self.latents(5, k, [inp], fr).to(device),
+                w.polar,
+                w.azimuth,
+                cond_mv=True,
+            )
             cs.append(c)
             ucs.append(uc)
             x0.append(self.latents(1, k, tv, fr))

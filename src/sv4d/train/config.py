@@ -97,21 +97,28 @@ class TrainConfig:
         with the stage's motion-attention switch and the view-attention override applied."""
         if base is None:
             if self.model == "tiny":
-                base = tiny_config("tiny_train", num_frames=self.num_frames, num_views=self.num_views,
-                                   image_size=self.image_size, model_channels=self.model_channels,
-                                   with_clip=True, vae_ch=self.vae_channels,
-                                   vae_downsample=self.vae_downsample)
+                base = tiny_config(
+                    "tiny_train",
+                    num_frames=self.num_frames,
+                    num_views=self.num_views,
+                    image_size=self.image_size,
+                    model_channels=self.model_channels,
+                    with_clip=True,
+                    vae_ch=self.vae_channels,
+                    vae_downsample=self.vae_downsample,
+                )
             else:
                 base = PRESETS[self.model]
-        unet = dataclasses.replace(base.unet, motion_attention=self.stage == 2,
-                                   view_attention=self.view_attention or base.unet.view_attention)
+        unet = dataclasses.replace(
+            base.unet, motion_attention=self.stage == 2, view_attention=self.view_attention or base.unet.view_attention
+        )
         return base.replace(unet=unet)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
         d = dict(d)
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known)

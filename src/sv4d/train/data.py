@@ -13,8 +13,8 @@ Item ``i`` of a dataset is a pure function of ``(seed, i)``, so a resumed run se
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -75,8 +75,9 @@ def collate(samples: list[TrainingSample]) -> dict[str, torch.Tensor]:
     shapes = {(s.frames.shape, s.target.shape) for s in samples}
     if len(shapes) != 1:
         raise Sv4dError(f"cannot batch samples of different shapes: {sorted(map(str, shapes))}")
-    out = {k: torch.cat([getattr(s, k) for s in samples])
-           for k in ("frames", "target", "ref_views", "polar", "azimuth")}
+    out = {
+        k: torch.cat([getattr(s, k) for s in samples]) for k in ("frames", "target", "ref_views", "polar", "azimuth")
+    }
     out["static"] = torch.tensor([s.static for s in samples], dtype=torch.bool)
     return out
 
@@ -119,20 +120,36 @@ class MultiViewWindows(torch.utils.data.Dataset):
     images are kept in memory after their first load (each DataLoader worker has its own).
     """
 
-    def __init__(self, sets: Sequence[str | os.PathLike | MultiViewSet], *, num_frames: int,
-                 num_views: int, image_size: int, mode: str = "dynamic", static_prob: float = 0.5,
-                 input_view: int | str = 0, target_views: Sequence[int] | str = "random",
-                 frame_stride: int = 1, samples_per_epoch: int | None = None, seed: int = 0,
-                 cache_images: bool = True, draws_per_window: int = 1,
-                 views: Sequence[int] | None = None) -> None:
+    def __init__(
+        self,
+        sets: Sequence[str | os.PathLike | MultiViewSet],
+        *,
+        num_frames: int,
+        num_views: int,
+        image_size: int,
+        mode: str = "dynamic",
+        static_prob: float = 0.5,
+        input_view: int | str = 0,
+        target_views: Sequence[int] | str = "random",
+        frame_stride: int = 1,
+        samples_per_epoch: int | None = None,
+        seed: int = 0,
+        cache_images: bool = True,
+        draws_per_window: int = 1,
+        views: Sequence[int] | None = None,
+    ) -> None:
         if isinstance(sets, (str, os.PathLike, MultiViewSet)):
             sets = [sets]
         if not sets:
             raise Sv4dError("MultiViewWindows needs at least one multi-view set")
         if mode not in MODES:
             raise Sv4dError(f"unknown mode {mode!r}; use one of {', '.join(MODES)}")
-        for name, value in (("num_frames", num_frames), ("num_views", num_views),
-                            ("image_size", image_size), ("frame_stride", frame_stride)):
+        for name, value in (
+            ("num_frames", num_frames),
+            ("num_views", num_views),
+            ("image_size", image_size),
+            ("frame_stride", frame_stride),
+        ):
             if not isinstance(value, (int, np.integer)) or value < 1:
                 raise Sv4dError(f"{name} must be a positive integer, got {value!r}")
         if not 0.0 <= static_prob <= 1.0:
@@ -148,8 +165,9 @@ class MultiViewWindows(torch.utils.data.Dataset):
         else:
             targets = [int(v) for v in target_views]
             if len(targets) != num_views or len(set(targets)) != num_views:
-                raise Sv4dError(f"target_views must be {num_views} distinct view indices "
-                                f"(num_views), got {list(target_views)}")
+                raise Sv4dError(
+                    f"target_views must be {num_views} distinct view indices (num_views), got {list(target_views)}"
+                )
             if input_view != "random" and int(input_view) in targets:
                 raise Sv4dError(f"target_views {targets} include the input view {input_view}")
         self.T, self.V, self.S = int(num_frames), int(num_views), int(image_size)
@@ -170,20 +188,18 @@ class MultiViewWindows(torch.utils.data.Dataset):
         for s in self.sets:
             usable = s.num_views if self.views is None else len(self.views)
             if usable < 1 + self.V:
-                raise Sv4dError(f"{s.root}: {usable} usable views; a sample needs 1 input + "
-                                f"{self.V} target views")
+                raise Sv4dError(f"{s.root}: {usable} usable views; a sample needs 1 input + {self.V} target views")
             named = ([] if input_view == "random" else [int(input_view)]) + (targets or []) + (self.views or [])
             bad = sorted({v for v in named if not 0 <= v < s.num_views})
             if bad:
                 raise Sv4dError(f"view index(es) {bad} out of range for {s.root} ({s.num_views} views)")
-            self.angles.append(s.angles_deg())
+            self.angles.append((s.rig.elevation_deg, s.rig.azimuth_deg))
         span = (self.T - 1) * self.stride + 1
         starts = [s.num_frames if mode == "static" else max(1, s.num_frames - span + 1) for s in self.sets]
         self.pairs = [(k, start) for k, n in enumerate(starts) for start in range(n)]
         if draws_per_window < 1:
             raise Sv4dError(f"draws_per_window must be >= 1, got {draws_per_window}")
-        self.length = (draws_per_window * len(self.pairs) if samples_per_epoch is None
-                       else int(samples_per_epoch))
+        self.length = draws_per_window * len(self.pairs) if samples_per_epoch is None else int(samples_per_epoch)
         if self.length < 1:
             raise Sv4dError(f"samples_per_epoch must be positive, got {samples_per_epoch}")
         self._cache: dict[tuple[int, int, int], np.ndarray] = {}
@@ -238,19 +254,34 @@ class MultiViewWindows(torch.utils.data.Dataset):
             targets = [int(v) for v in rng.choice(others, size=self.V, replace=False)]
         else:
             targets = list(self.targets)
-        az, el = self.angles[k]
+        el, az = self.angles[k]
         targets.sort(key=lambda v: (round((az[v] - az[inp]) % 360.0, 9) % 360.0, el[v], v))
         chosen = [inp] + targets
-        polar, azimuth = relative_angles([float(az[v]) for v in chosen],
-                                         [float(el[v]) for v in chosen], self.T)
-        return WindowSpec(set_index=k, input_view=inp, target_views=targets, frames=frames,
-                          polar=polar, azimuth=azimuth, static=static,
-                          source=f"{s.root.name}:{inp}:{','.join(map(str, frames))}")
+        polar, azimuth = relative_angles(
+            elevations_deg=[float(el[v]) for v in chosen],
+            azimuths_deg=[float(az[v]) for v in chosen],
+            num_frames=self.T,
+        )
+        return WindowSpec(
+            set_index=k,
+            input_view=inp,
+            target_views=targets,
+            frames=frames,
+            polar=polar,
+            azimuth=azimuth,
+            static=static,
+            source=f"{s.root.name}:{inp}:{','.join(map(str, frames))}",
+        )
 
     def __getitem__(self, i: int) -> TrainingSample:
         w = self.spec(i)
         target = self._tensor(w.set_index, w.target_views, w.frames)
         return TrainingSample(
-            frames=self._tensor(w.set_index, [w.input_view], w.frames), target=target,
-            ref_views=target[: self.V].clone(), polar=w.polar, azimuth=w.azimuth, static=w.static,
-            source=w.source)
+            frames=self._tensor(w.set_index, [w.input_view], w.frames),
+            target=target,
+            ref_views=target[: self.V].clone(),
+            polar=w.polar,
+            azimuth=w.azimuth,
+            static=w.static,
+            source=w.source,
+        )

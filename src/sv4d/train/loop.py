@@ -27,14 +27,15 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..checkpoint import load_model, resolve_config, save_model
+from ..devices import resolve_device
+from ..diffusion.sampling import guidance, sample
 from ..diffusion.training import diffusion_loss, drop_conditions, sample_sigmas
 from ..errors import Sv4dError
-from ..io.checkpoint import load_model, resolve_config, save_model
 from ..metrics import batch_psnr_pm1
-from ..models.engine import SV4DModel
+from ..models.sv4d import SV4DModel
 from .config import TrainConfig
 from .data import MultiViewWindows, collate
-
 
 VIEW_DRAWS = 16  # random input/target view draws of every window per epoch
 
@@ -55,9 +56,9 @@ def _generator(seed: int, step: int, salt: int = 0) -> torch.Generator:
 
 
 @torch.no_grad()
-def window_conditioning(model: SV4DModel, batch: dict[str, torch.Tensor], b: int,
-                        generator: torch.Generator, device: torch.device
-                        ) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+def window_conditioning(
+    model: SV4DModel, batch: dict[str, torch.Tensor], b: int, generator: torch.Generator, device: torch.device
+) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """Latents and conditioning of ``b`` windows, exactly as inference builds them.
 
     Returns x0 (b*N, 4, h, w) scaled latents of the targets, and (c, uc) with rows
@@ -66,11 +67,17 @@ def window_conditioning(model: SV4DModel, batch: dict[str, torch.Tensor], b: int
     T, V = model.cfg.num_frames, model.cfg.num_views
     cs, ucs = [], []
     for i in range(b):
-        fr = batch["frames"][i * T:(i + 1) * T].to(device)
+        fr = batch["frames"][i * T : (i + 1) * T].to(device)
         c, uc = model.conditioner(
-            fr, fr, batch["ref_views"][i * V:(i + 1) * V].to(device), fr,
-            batch["polar"][i * T * V:(i + 1) * T * V], batch["azimuth"][i * T * V:(i + 1) * T * V],
-            cond_mv=True, generator=generator, frames_repeat=V,
+            fr,
+            fr,
+            batch["ref_views"][i * V : (i + 1) * V].to(device),
+            fr,
+            batch["polar"][i * T * V : (i + 1) * T * V],
+            batch["azimuth"][i * T * V : (i + 1) * T * V],
+            cond_mv=True,
+            generator=generator,
+            frames_repeat=V,
         )
         cs.append(c)
         ucs.append(uc)
@@ -81,30 +88,49 @@ def window_conditioning(model: SV4DModel, batch: dict[str, torch.Tensor], b: int
 
 class Trainer:
     """``Trainer(cfg).run()`` trains ``cfg.steps`` optimizer steps (resuming from
-    ``cfg.out/state`` when it exists) and returns a summary."""
+    ``cfg.out/state`` when it exists) and returns a summary.
 
-    def __init__(self, cfg: TrainConfig, dataset: MultiViewWindows | None = None, progress: bool = True) -> None:
+    device: ``auto`` (CUDA when available, else the CPU), ``cpu`` (forces the CPU) or a CUDA
+    device; under ``accelerate launch`` each process takes its own GPU.
+    """
+
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        dataset: MultiViewWindows | None = None,
+        progress: bool = True,
+        device: str | torch.device = "auto",
+    ) -> None:
         try:
             from accelerate import Accelerator
         except ImportError:
             raise Sv4dError("training needs Hugging Face accelerate: pip install 'sv4d[train]'") from None
 
+        dev = resolve_device(device)
         self.cfg = cfg
         self.progress = progress
         self.out = Path(cfg.out)
-        self.acc = Accelerator(mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum,
-                               cpu=not torch.cuda.is_available())
+        self.acc = Accelerator(
+            mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum, cpu=dev.type == "cpu"
+        )
         self.model = build_model(cfg)
         mc = self.model.cfg
         if dataset is None:
             sets = sorted({p for pattern in cfg.data for p in (glob.glob(pattern) or [pattern])})
             if not sets:
                 raise Sv4dError("no training data: give data = [multi-view set folders] in the config")
-            dataset = MultiViewWindows(sets, num_frames=mc.num_frames, num_views=mc.num_views,
-                                       image_size=mc.image_size, mode=cfg.mode, input_view=cfg.input_view,
-                                       frame_stride=cfg.frame_stride, seed=cfg.seed,
-                                       draws_per_window=VIEW_DRAWS,  # each with its own random views
-                                       views=cfg.views or None)
+            dataset = MultiViewWindows(
+                sets,
+                num_frames=mc.num_frames,
+                num_views=mc.num_views,
+                image_size=mc.image_size,
+                mode=cfg.mode,
+                input_view=cfg.input_view,
+                frame_stride=cfg.frame_stride,
+                seed=cfg.seed,
+                draws_per_window=VIEW_DRAWS,  # each with its own random views
+                views=cfg.views or None,
+            )
         self.dataset = dataset
         self.model.requires_grad_(False)
         unet = self.model.unet
@@ -120,11 +146,14 @@ class Trainer:
             from .cache import LatentCache
 
             with self.acc.main_process_first():  # the main process encodes, the others read
-                self.cache = LatentCache(self.model, dataset, cfg.cache_dir or self.out / "cache",
-                                         progress=progress and self.acc.is_main_process)
+                self.cache = LatentCache(
+                    self.model,
+                    dataset,
+                    cfg.cache_dir or self.out / "cache",
+                    progress=progress and self.acc.is_main_process,
+                )
         self.unet, self.opt = self.acc.prepare(unet, opt)
-        self.ema = ({n: p.detach().float().clone() for n, p in self.trainable.items()}
-                    if cfg.ema_decay > 0 else None)
+        self.ema = {n: p.detach().float().clone() for n, p in self.trainable.items()} if cfg.ema_decay > 0 else None
         self.step = 0
 
     # ------------------------------------------------------------------ data order
@@ -237,12 +266,27 @@ class Trainer:
         dev = self.acc.device
         g = _generator(self.cfg.seed, -1)
         fr = batch["frames"].to(dev)
-        c, uc = self.model.conditioner(fr, fr, torch.zeros_like(batch["ref_views"]).to(dev), fr, batch["polar"],
-                                       batch["azimuth"], cond_mv=False, generator=g, frames_repeat=V)
+        c, uc = self.model.conditioner(
+            fr,
+            fr,
+            torch.zeros_like(batch["ref_views"]).to(dev),
+            fr,
+            batch["polar"],
+            batch["azimuth"],
+            cond_mv=False,
+            generator=g,
+            frames_repeat=V,
+        )
         self.unet.eval()
         try:
-            z = self.model.sample(c, uc, torch.randn(T * V, 4, mc.latent_size, mc.latent_size, generator=g),
-                                  num_steps=self.cfg.sample_steps, scales=self.model.guidance(T, V))
+            z = sample(
+                self.model,
+                c,
+                uc,
+                torch.randn(T * V, 4, mc.latent_size, mc.latent_size, generator=g),
+                num_steps=self.cfg.sample_steps,
+                scales=guidance(self.model, T, V),
+            )
         finally:
             self.unet.train()
         x = self.model.decode(z).clamp(-1, 1).cpu()
@@ -266,8 +310,14 @@ class Trainer:
             (self.out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
         log = open(self.out / "log.jsonl", "a") if self.acc.is_main_process else None
         losses = []
-        bar = tqdm(range(self.step, cfg.steps), initial=self.step, total=cfg.steps, desc="training",
-                   unit="step", disable=not self.progress or not self.acc.is_main_process)
+        bar = tqdm(
+            range(self.step, cfg.steps),
+            initial=self.step,
+            total=cfg.steps,
+            desc="training",
+            unit="step",
+            disable=not self.progress or not self.acc.is_main_process,
+        )
         t0 = time.perf_counter()
         try:
             for step in bar:
@@ -276,8 +326,9 @@ class Trainer:
                 losses.append(stats["loss"])
                 bar.set_postfix(loss=f"{stats['loss']:.4f}")
                 if log is not None and (self.step % cfg.log_every == 0 or self.step == cfg.steps):
-                    log.write(json.dumps({"step": self.step, **stats,
-                                          "seconds": round(time.perf_counter() - t0, 3)}) + "\n")
+                    log.write(
+                        json.dumps({"step": self.step, **stats, "seconds": round(time.perf_counter() - t0, 3)}) + "\n"
+                    )
                     log.flush()
                 if self.step % cfg.sample_every == 0 and self.acc.is_main_process:
                     psnr = self.sample_grid(self.out / "samples" / f"step_{self.step:06d}.png")
@@ -288,5 +339,10 @@ class Trainer:
             bar.close()
             if log is not None:
                 log.close()
-        return {"steps": self.step, "resumed": resumed, "losses": losses,
-                "seconds": time.perf_counter() - t0, "model": str(self.out / "model.safetensors")}
+        return {
+            "steps": self.step,
+            "resumed": resumed,
+            "losses": losses,
+            "seconds": time.perf_counter() - t0,
+            "model": str(self.out / "model.safetensors"),
+        }
