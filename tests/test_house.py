@@ -18,6 +18,7 @@ FLOORS = [
     {"diffusion", "metrics"},
     {"checkpoint"},
     {"generate", "fit", "data", "train", "evaluate", "verify"},
+    {"workflow"},
     {"cli", "__init__", "__main__"},
 ]
 FLOOR = {pkg: i for i, floor in enumerate(FLOORS) for pkg in floor}

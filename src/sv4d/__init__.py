@@ -9,6 +9,12 @@ the whole video-to-multi-view job::
 
     pipe = sv4d.GenerationPipeline.from_checkpoint("sv4d2.safetensors", device="cuda")
     pipe("camel.gif").save("out/camel")
+
+``SV4DPipeline`` is the same with the shape of a diffusers pipeline (weights from the Hugging
+Face Hub)::
+
+    pipe = sv4d.SV4DPipeline.from_pretrained("stabilityai/sv4d2.0", torch_dtype=torch.float16).to("cuda")
+    frames = pipe("camel.gif").frames  # (T, V, H, W, 3) in [0, 1]
 """
 
 from __future__ import annotations
@@ -44,8 +50,12 @@ __all__ = [
     "tiny_config",
     "Sv4dError",
     "GenerationPipeline",
+    "SV4DPipeline",
     "read_clip",
     "read_multiview",
+    "run",
+    "fit",
+    "export",
 ]
 
 
@@ -54,6 +64,22 @@ def __getattr__(name: str):  # lazy: the video and image libraries load only whe
         from .generate.pipeline import GenerationPipeline
 
         return GenerationPipeline
+    if name == "SV4DPipeline":
+        from .generate.api import SV4DPipeline
+
+        return SV4DPipeline
+    if name == "run":
+        from .workflow.run import run
+
+        return run
+    if name == "export":
+        from .fit.outputs import export
+
+        return export
+    if name == "fit":  # the package, which called is sv4d.fit.fit
+        import importlib
+
+        return importlib.import_module(".fit", __name__)
     if name == "read_clip":
         from .io.video import read_clip
 

@@ -4,8 +4,11 @@ Official files (``sv4d2.safetensors``, ``sv4d2_8views.safetensors``) hold the fu
 ``DiffusionEngine`` state dict; the preset is chosen by ``preset=`` and defaults from the
 file name (as the official script does). Files written by sv4d carry their full
 ``ModelConfig`` in the safetensors metadata (key ``sv4d_config``), so any size loads
-without options. The file format itself (checks, chunked reading, atomic writing) is
-:mod:`sv4d.io.safetensors`; this module knows which model the tensors belong to.
+without options. Every function that opens a checkpoint takes a spec of
+:func:`sv4d.io.hub.resolve_checkpoint`: a path, a known name (``sv4d2``, ``sv4d2_8views``:
+downloaded from the Hugging Face Hub once) or an ``hf://OWNER/REPO/FILE`` address. The file
+format itself (checks, chunked reading, atomic writing) is :mod:`sv4d.io.safetensors`; this
+module knows which model the tensors belong to.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import torch
 from .config import ModelConfig, get_preset
 from .devices import parse_dtype
 from .errors import Sv4dError
+from .io.hub import resolve_checkpoint
 from .io.safetensors import check_safetensors_file, read_metadata, read_shapes, read_tensors, write_state_dict
 from .models.sv4d import SV4DModel
 
@@ -43,13 +47,15 @@ def is_unused_key(key: str) -> bool:
 
 
 def preset_for_file(path: str | os.PathLike) -> str:
-    """The official script's rule: '8views' in the name selects sv4d2_8views, else sv4d2."""
+    """The official script's rule: '8views' in the name selects sv4d2_8views, else sv4d2
+    (give it the resolved file: a Hub file keeps its own name in the cache)."""
     return "sv4d2_8views" if "8views" in Path(path).name else "sv4d2"
 
 
 def resolve_config(path: str | os.PathLike, preset: str | None = None) -> ModelConfig:
     """The config of a checkpoint: from its metadata when sv4d wrote it, else the preset
-    named by ``preset`` or, failing that, by the file name."""
+    named by ``preset`` or, failing that, by the file name. ``path`` is any checkpoint spec."""
+    path = resolve_checkpoint(path)
     meta = read_metadata(path)
     if CONFIG_METADATA_KEY in meta:
         return ModelConfig.from_json(meta[CONFIG_METADATA_KEY])
@@ -150,8 +156,10 @@ def load_model(
     """Load an official or sv4d-written safetensors checkpoint into an ``SV4DModel``.
 
     The model is built on the meta device and the file's tensors are assigned, so peak
-    memory is one copy of the weights (in ``dtype``) plus one tensor.
+    memory is one copy of the weights (in ``dtype``) plus one tensor. ``path`` is any
+    checkpoint spec (see :func:`sv4d.io.hub.resolve_checkpoint`).
     """
+    path = resolve_checkpoint(path)
     dt = parse_dtype(dtype)
     cfg = config or resolve_config(path, preset)
     model = build_model(cfg)
@@ -178,8 +186,9 @@ def config_summary(cfg: ModelConfig) -> str:
 def check_checkpoint(
     path: str | os.PathLike, *, preset: str | None = None, load: bool = False, dtype: str | torch.dtype | None = None
 ) -> str:
-    """Compare a checkpoint's header with the model; optionally load it. Returns a report."""
-    p = check_safetensors_file(path)
+    """Compare a checkpoint's header with the model (``path``: any checkpoint spec); optionally
+    load it. Returns a report."""
+    p = resolve_checkpoint(path)
     cfg = resolve_config(p, preset)
     model = build_model(cfg, include_unused=True)
     expected = expected_shapes(model)

@@ -21,9 +21,20 @@ from sv4d.errors import Sv4dError
 FOX_SMALL = DATA / "multiview" / "fox_small"
 
 #: commands that compute with PyTorch (they take --device)
-COMPUTE = {"verify-golden", "generate", "train", "train-autoencoder", "fit", "render", "export", "evaluate"}
+COMPUTE = {"run", "verify-golden", "generate", "train", "train-autoencoder", "fit", "render", "export", "evaluate"}
 #: commands that write an output (they take -o/--out)
-WRITERS = {"generate", "train", "train-autoencoder", "fit", "render", "export", "evaluate", "render-asset", "curate"}
+WRITERS = {
+    "run",
+    "generate",
+    "train",
+    "train-autoencoder",
+    "fit",
+    "render",
+    "export",
+    "evaluate",
+    "render-asset",
+    "curate",
+}
 
 
 def _commands() -> dict[str, argparse.ArgumentParser]:

@@ -12,10 +12,10 @@ import sys
 
 from .. import __version__
 from ..errors import Sv4dError
-from . import curate, evaluate, export, fit, generate, render, render_asset, train, verify
+from . import curate, evaluate, export, fit, generate, render, render_asset, run, train, verify
 
 #: sub-command modules, in the order ``sv4d --help`` lists them
-COMMANDS = (verify, generate, train, fit, render, export, evaluate, render_asset, curate)
+COMMANDS = (run, verify, generate, train, fit, render, export, evaluate, render_asset, curate)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -70,8 +70,8 @@ def register(sub: argparse._SubParsersAction) -> None:
             "--weights ~/weights --mesh outputs/fox_nerf/mesh -o outputs/fox_eval"
         ),
     )
-    e.add_argument("pred", metavar="PRED", help="predicted multi-view set folder")
-    e.add_argument("gt", metavar="GT", help="ground-truth multi-view set folder")
+    e.add_argument("pred", metavar="PRED", help="predicted multi-view set folder (or D-NeRF folder of fixed cameras)")
+    e.add_argument("gt", metavar="GT", help="ground-truth multi-view set folder (or D-NeRF folder of fixed cameras)")
     add_out(e, "report folder (default: PRED_eval)")
     add_renamed(e, "--report", "-o/--out", "out")
     add_overwrite(e, "the report folder")

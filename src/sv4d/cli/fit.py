@@ -76,7 +76,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         ),
         epilog="example: sv4d fit examples/fox_walk_96 --views 0,2,3,4,6 --resolution 96 --steps 800 -o out/fox_nerf",
     )
-    f.add_argument("set", metavar="SET", help="multi-view video set folder")
+    f.add_argument("set", metavar="SET", help="multi-view video set folder (or a D-NeRF folder of fixed cameras)")
     f.add_argument(
         "--method",
         choices=METHODS,

@@ -37,6 +37,8 @@ def run(args: argparse.Namespace) -> int:
     from ..generate.output import check_output_dir
     from ..generate.pipeline import GenerationPipeline
     from ..generate.preprocess import check_mask_available
+    from ..generate.windows import plan_windows
+    from ..io.hub import resolve_checkpoint
     from ..io.video import read_clip
 
     take_legacy_count(args, "num_frames", "--num-frames")
@@ -45,7 +47,8 @@ def run(args: argparse.Namespace) -> int:
     check_output_dir(out, args.overwrite)
     device = resolve_device(args.device)
     dtype = None if args.dtype is None else parse_dtype(args.dtype)
-    cfg = resolve_config(args.checkpoint, args.preset)  # also refuses anything but safetensors
+    ckpt = resolve_checkpoint(args.checkpoint, progress=not args.quiet)  # a Hub name: downloaded once, then cached
+    cfg = resolve_config(ckpt, args.preset)  # also refuses anything but safetensors
     elevations = args.elevations[0] if args.elevations and len(args.elevations) == 1 else (args.elevations or 0.0)
     model_views(cfg.num_views, cfg.azimuths_deg, args.azimuths, elevations, args.input_elevation)
     check_mask_available(args.mask)
@@ -53,11 +56,12 @@ def run(args: argparse.Namespace) -> int:
     clip = read_clip(args.input, max_frames=args.num_frames, fps=args.fps, spread=args.spread, start=args.start)
     if args.frames is not None:
         clip = clip.select(args.frames)
+    plan_windows(len(clip.frames), cfg.num_frames, args.windows, views=cfg.num_views)  # before loading the model
     tell = say(args)
     tell(f"sv4d: {clip.source}: {len(clip.frames)} frames of {clip.size[0]}x{clip.size[1]} at {clip.fps:g} fps")
     # 3. Load the model and generate.
     pipe = GenerationPipeline.from_checkpoint(
-        args.checkpoint,
+        ckpt,
         preset=args.preset,
         device=device,
         dtype=dtype,
@@ -65,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
         encode_chunk=args.encode_chunk,
         decode_chunk=args.decode_chunk,
     )
+    pipe.checkpoint = str(args.checkpoint)  # generation.json names the checkpoint as given (e.g. sv4d2)
     result = pipe(
         clip,
         mask=args.mask,
@@ -79,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
         guider=args.guider,
         min_scale=args.min_cfg,
         max_scale=args.max_cfg,
+        windows=args.windows,
         progress=not args.quiet,
     )
     # 4. Write the set.
@@ -97,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     from ..diffusion.guiders import GUIDERS
     from ..generate.preprocess import CROP_MODES, MASK_MODES
+    from ..generate.windows import SCHEDULES
 
     g = sub.add_parser(
         "generate",
@@ -116,7 +123,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     g.add_argument("input", help="a video (mp4, webm, gif, ...), a folder of frames, or a quoted glob pattern")
     g.add_argument(
-        "-c", "--checkpoint", required=True, help="sv4d2.safetensors, sv4d2_8views.safetensors, or one written by sv4d"
+        "-c",
+        "--checkpoint",
+        default="sv4d2",
+        metavar="SPEC",
+        help="the model: sv4d2 (default) or sv4d2_8views, the official files of stabilityai/sv4d2.0 on the Hugging "
+        "Face Hub, downloaded once into the Hub cache (HF_HOME; the repository is gated: accept its licence on its "
+        "page and log in with `hf auth login` or set HF_TOKEN; HF_HUB_OFFLINE=1 uses the cache only); "
+        "hf://OWNER/REPO/FILE.safetensors or hf://OWNER/REPO@REVISION/FILE.safetensors; or a local .safetensors "
+        "file (official, or written by sv4d)",
     )
     add_out(g, "output folder (default: outputs/<input name>)")
     add_overwrite(g, "--out")
@@ -230,6 +245,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     s.add_argument(
         "--max-cfg", type=finite_float, default=None, metavar="S", help="largest guidance scale (default: the model's)"
+    )
+    s.add_argument(
+        "--windows",
+        choices=SCHEDULES,
+        default="even",
+        help="window schedule: even = the fewest windows of T frames, spread evenly, each run once; official = "
+        "the current official script's rule: a window starts every T-1 frames (sv4d2: up to the last frame, "
+        "the last window pulled back to end on it, so a window may run twice; sv4d2_8views: only windows that "
+        "fit, so unless (N - 5) %% 4 == 0 the last frames are left ungenerated and the run is refused). "
+        "Both give the same windows for 21 frames (default: even)",
     )
     m = g.add_argument_group("memory and speed")
     add_device(m, " (the 3-billion-parameter model wants a GPU)")

@@ -53,7 +53,11 @@ def register(sub: argparse._SubParsersAction) -> None:
             "wrongly shaped keys. With --load, also load every tensor and check it is finite."
         ),
     )
-    c.add_argument("checkpoint", help="a .safetensors file, e.g. sv4d2.safetensors")
+    c.add_argument(
+        "checkpoint",
+        help="a .safetensors file, e.g. sv4d2.safetensors, a Hub name (sv4d2, sv4d2_8views: downloaded once into "
+        "the Hub cache) or hf://OWNER/REPO[@REVISION]/FILE.safetensors",
+    )
     c.add_argument(
         "--preset",
         choices=list(PRESETS),

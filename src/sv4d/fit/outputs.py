@@ -194,3 +194,12 @@ def export_ply(
             write_gaussian_ply(tmp / name, g["means"], g["quats"], g["log_scales"], g["opacity_logits"], g["sh_dc"])
             names.append(name)
     return [out / n for n in names]
+
+
+def export(checkpoint: str | os.PathLike, out: str | os.PathLike | None = None, **options) -> list[Path]:
+    """What ``sv4d export`` writes by default for a fit: meshes (:func:`export_mesh`) for a NeRF,
+    PLY files (:func:`export_ply`) for 4D Gaussians; ``options`` go to that function."""
+    from .optimize import load_checkpoint
+
+    method = load_checkpoint(checkpoint)["method"]
+    return (export_mesh if method == "nerf" else export_ply)(checkpoint, out, **options)

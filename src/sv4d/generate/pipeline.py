@@ -13,7 +13,7 @@ import contextlib
 import os
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -88,6 +88,13 @@ class GenerationResult:
         from .output import write_generation
 
         return write_generation(self, out, overwrite=overwrite, videos=videos, preview=preview, progress=progress)
+
+
+def _for_window(callback: Callable[[int, dict], None] | None, index: int, count: int) -> Callable | None:
+    """The sampler's step callback for window ``index`` of ``count``: adds the window to the step info."""
+    if callback is None:
+        return None
+    return lambda step, info: callback(step, {**info, "window_index": index, "num_windows": count})
 
 
 class GenerationPipeline:
@@ -206,6 +213,7 @@ class GenerationPipeline:
         steps: int,
         gen: torch.Generator,
         progress: bool,
+        callback: Callable[[int, dict], None] | None = None,
     ) -> tuple[torch.Tensor, list[float]]:
         """One sampling pass.
 
@@ -234,7 +242,7 @@ class GenerationPipeline:
             )
         t1 = self._sync()
         with self._on_device(self.model.model):
-            z = sample(self.model, c, uc, noise, num_steps=steps, scales=scales, progress=progress)
+            z = sample(self.model, c, uc, noise, num_steps=steps, scales=scales, callback=callback, progress=progress)
         del c, uc
         t2 = self._sync()
         with self._on_device(self.model.first_stage_model):
@@ -263,10 +271,13 @@ class GenerationPipeline:
         input_elevation: float | None = None,
         steps: int | None = None,
         seed: int = 23,
+        generator: torch.Generator | None = None,
         guider: str | None = None,
         min_scale: float | None = None,
         max_scale: float | None = None,
+        windows: str = "even",
         progress: bool = True,
+        callback: Callable[[int, dict], None] | None = None,
     ) -> GenerationResult:
         """Generate the V novel-view videos of a clip.
 
@@ -274,7 +285,11 @@ class GenerationPipeline:
         options (num_frames, fps, spread, start) are those of ``read_clip``, then ``frames``
         selects frames by index (see :meth:`read`); preprocessing
         options (mask, crop, frame_ratio, box) those of ``preprocess_frames``. azimuths:
-        V degrees relative to the input view; elevations: one value or V values.
+        V degrees relative to the input view; elevations: one value or V values. windows:
+        the window schedule, ``"even"`` or ``"official"`` (see ``windows.py``). generator: a CPU
+        ``torch.Generator`` that supplies all noise, in place of one seeded with ``seed``.
+        callback(step, info): after every sampler step of every window, info holding the
+        sampler's ``x``, ``denoised`` and ``sigma`` plus ``window_index`` and ``num_windows``.
         """
         # 1. Check inputs: the views and the sampling options, before any work.
         cfg = self.cfg
@@ -283,15 +298,19 @@ class GenerationPipeline:
         el, az = [v.elevation_deg for v in views], [v.azimuth_deg for v in views]
         if steps is not None and steps < 1:
             raise Sv4dError(f"steps must be >= 1, got {steps}")
+        if generator is not None and generator.device.type != "cpu":
+            raise Sv4dError(f"generator must be a CPU torch.Generator (noise is drawn on the CPU): {generator.device}")
+        schedule = windows  # the name ``windows`` holds the planned windows below
         # 2. Read the clip and preprocess it (foreground, square crop, white background).
         t_start = time.perf_counter()
         clip = self.read(source, num_frames=num_frames, frames=frames, fps=fps, spread=spread, start=start)
+        plan_windows(len(clip.frames), T, schedule, views=V)  # a schedule that cannot work fails before preprocessing
         pre = preprocess_frames(
             clip.frames, S, mask=mask, crop=crop, frame_ratio=frame_ratio, box=box, progress=progress
         )
         # 3. Plan the windows of T frames (a short clip is padded with its last frame).
         n = pre.images.shape[0]
-        windows, padded = plan_windows(n, T)
+        windows, padded = plan_windows(n, T, schedule, views=V)
         t_pre = time.perf_counter() - t_start
 
         # 4. Prepare the conditioning shared by every window: camera angles, guidance, noise generator.
@@ -300,27 +319,28 @@ class GenerationPipeline:
             images = torch.cat([images, images[-1:].expand(padded - n, -1, -1, -1)], 0)
         out = np.zeros((padded, V, S, S, 3), np.uint8)
         # Generated views kept in float for frames that later windows start at.
-        starts = {w.start for w in windows[1:]}
+        # needed[i]: the starts of conditioned windows after the i-th (a start may repeat)
+        needed = [{v.start for v in windows[i + 1 :] if v.conditioned} for i in range(len(windows))]
         refs: dict[int, torch.Tensor] = {}
         polar, azim = relative_angles(elevations_deg=el, azimuths_deg=az, num_frames=T)
         scales = guidance(self.model, T, V, guider, min_scale, max_scale)
         n_steps = steps or cfg.sampler.num_steps
-        gen = torch.Generator().manual_seed(seed)
+        gen = torch.Generator().manual_seed(seed) if generator is None else generator
         dev = self.device
         stage_times = []
         # 5. Denoise window by window; later windows are conditioned on views already generated.
         bar = tqdm(windows, desc=f"windows ({describe(windows)})", unit="window", disable=not progress)
-        for w in bar:
+        for i, w in enumerate(bar):
             cond_view = refs[w.start] if w.conditioned else torch.zeros(V, 3, S, S)
+            step_cb, frames_w = _for_window(callback, i, len(windows)), images[w.start : w.start + T]
             x, stages = self._window(
-                images[w.start : w.start + T], cond_view, w.conditioned, polar, azim, scales, n_steps, gen, progress
+                frames_w, cond_view, w.conditioned, polar, azim, scales, n_steps, gen, progress, step_cb
             )
             out[w.start : w.start + T] = (((x + 1.0) / 2.0) * 255.0).to(torch.uint8).permute(0, 1, 3, 4, 2).numpy()
-            for s in starts:  # keep the views later windows will be conditioned on
+            refs = {s: r for s, r in refs.items() if s in needed[i]}
+            for s in needed[i]:  # keep the latest views later windows will be conditioned on
                 if w.start <= s < w.start + T:
                     refs[s] = x[s - w.start].clone()
-            for s in [s for s in refs if s <= w.start]:
-                del refs[s]
             stage_times.append(stages)
         bar.close()
 
@@ -337,11 +357,13 @@ class GenerationPipeline:
             "views_per_window": V,
             "image_size": S,
             "num_frames": n,
+            "window_schedule": schedule,
             "windows": [[w.start, w.start + T - 1] for w in windows],
             "padded_frames": padded,
             "azimuths_deg": az,
             "elevations_deg": el,
-            "seed": seed,
+            "seed": seed if generator is None else None,
+            "generator_initial_seed": None if generator is None else generator.initial_seed(),
             "steps": n_steps,
             "guider": guider or cfg.sampler.guider,
             "min_scale": cfg.sampler.min_scale if min_scale is None else min_scale,

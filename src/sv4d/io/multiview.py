@@ -5,7 +5,10 @@ Layout (conventions in ``shared/data/multiview/README.md``)::
     cameras.json                       cameras, intrinsics, frame times (fields as in fox_walk's)
     rgba/view_XX/frame_YYY.png         RGBA, straight alpha (optional if rgb_white exists)
     rgb_white/view_XX/frame_YYY.png    the same composited over white
-    transforms.json                    D-NeRF/Blender style copy of the cameras (written, never read)
+    transforms.json                    D-NeRF/Blender style copy of the cameras (every image)
+    transforms_{train,val,test}.json   D-NeRF splits for other 4D tools (nerfstudio, 4DGaussians,
+    dnerf/frame_YYY/r_VV.png           K-Planes, HexPlane) and the images they list: hard links
+                                       of rgba/ (conventions and splits: :mod:`sv4d.io.dnerf`)
 
 The cameras and frame times are a :class:`~sv4d.cameras.Rig` (conventions in
 :mod:`sv4d.cameras`: +Y up, (elevation, azimuth) in degrees, OpenGL camera-to-world plus an
@@ -13,13 +16,18 @@ OpenCV copy, intrinsics in pixels with pixel centres at +0.5, times in seconds):
 ``MultiViewSet.rig``, writing takes one.
 File names use the position of the view / frame: ``view_{v:02d}``, ``frame_{i:03d}``.
 Other folders (``depth/``, ``geometry.npz``) may be present and are ignored.
+
+:func:`read_multiview` also opens a plain D-NeRF folder (no ``cameras.json``) whose cameras are
+fixed, views x frames (:func:`sv4d.io.dnerf.read_dnerf`); its images are found through
+``MultiViewSet.files`` instead of ``view_dirs``.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
+import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +38,7 @@ from tqdm.auto import tqdm
 
 from ..cameras import CONVENTIONS, PIXEL_CONVENTION, Intrinsics, Rig, View, pose_matrix
 from ..errors import Sv4dError
+from . import dnerf
 from .atomic import atomic_folder
 
 KINDS = ("rgba", "rgb_white")
@@ -57,6 +66,9 @@ class MultiViewSet:
 
     ``rig``: the cameras, intrinsics and frame times; ``view_dirs``: each view's folder name
     under ``rgba/`` and ``rgb_white/``; ``meta``: the whole cameras.json.
+    A D-NeRF folder (:mod:`sv4d.io.dnerf`) has ``files[v][i]``, the path of view v's image at
+    frame i relative to ``root`` (RGBA or RGB; both kinds are made from it), ``view_dirs`` are then
+    only names, and ``meta`` is the cameras.json its rig would have, with ``"format": "dnerf"``.
     """
 
     root: Path
@@ -65,6 +77,7 @@ class MultiViewSet:
     has_rgba: bool
     has_rgb_white: bool
     meta: dict = field(repr=False)
+    files: tuple[tuple[str, ...], ...] | None = field(default=None, repr=False)
 
     @property
     def intrinsics(self) -> Intrinsics:
@@ -100,6 +113,8 @@ class MultiViewSet:
                 f"view {view}, frame {frame} out of range for a set of "
                 f"{self.num_views} views x {self.num_frames} frames"
             )
+        if self.files is not None:
+            return self.root / self.files[view][frame]
         return self.root / kind / self.view_dirs[view] / FRAME_FILE.format(frame)
 
     def load_image(self, view: int, frame: int, kind: str = "rgba") -> np.ndarray:
@@ -120,8 +135,9 @@ class MultiViewSet:
         except (OSError, ValueError) as e:
             raise Sv4dError(f"cannot read image {path}: {e}") from None
         if arr.shape[:2] != (self.intrinsics.height, self.intrinsics.width):
+            index = "cameras.json" if self.files is None else "the D-NeRF transforms"
             raise Sv4dError(
-                f"{path} is {arr.shape[1]}x{arr.shape[0]} but cameras.json says "
+                f"{path} is {arr.shape[1]}x{arr.shape[0]} but {index} says "
                 f"{self.intrinsics.width}x{self.intrinsics.height}"
             )
         if kind == "rgba" and arr.shape[-1] == 3:
@@ -169,14 +185,28 @@ def _read_view(pos: int, entry: Any) -> tuple[View, str]:
         raise Sv4dError(f"cameras.json: views[{pos}] must be an object with a 4x4 'c2w' and numeric angles") from None
 
 
+def _read_dnerf_set(root: Path) -> MultiViewSet:
+    grid = dnerf.read_dnerf(root)
+    extra = {"generator": "D-NeRF folder", "format": "dnerf", "transforms": list(grid.sources)}
+    meta = _cameras_json(grid.rig, extra)
+    dirs = [VIEW_DIR.format(v) for v in range(grid.rig.num_views)]
+    return MultiViewSet(root, grid.rig, dirs, grid.has_alpha, not grid.has_alpha, meta, grid.files)
+
+
 def read_multiview(path: str | os.PathLike) -> MultiViewSet:
-    """Open a multi-view video set folder (checks that every image file is present)."""
+    """Open a multi-view video set folder (checks that every image file is present), or a D-NeRF
+    folder of fixed cameras (:mod:`sv4d.io.dnerf`; used when there is no cameras.json)."""
     root = Path(path)
     if not root.is_dir():
         raise Sv4dError(f"multi-view set folder {root} does not exist (or is not a folder)")
     cam_path = root / "cameras.json"
     if not cam_path.is_file():
-        raise Sv4dError(f"{root} has no cameras.json; is it a multi-view video set folder?")
+        if dnerf.transforms_files(root):
+            return _read_dnerf_set(root)
+        raise Sv4dError(
+            f"{root} has no cameras.json (nor a D-NeRF transforms_train.json or transforms.json); "
+            "is it a multi-view video set folder?"
+        )
     try:
         meta = json.loads(cam_path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -264,7 +294,7 @@ def _cameras_json(rig: Rig, extra: dict) -> dict:
 
 
 def _transforms_json(rig: Rig, kind: str) -> dict:
-    intr, unit = rig.intrinsics, rig.unit_times()
+    unit = rig.unit_times()
     frames = [
         {
             "file_path": f"./{kind}/{VIEW_DIR.format(v)}/{FRAME_FILE.format(i)[:-4]}",
@@ -277,16 +307,17 @@ def _transforms_json(rig: Rig, kind: str) -> dict:
         for v, view in enumerate(rig.views)
         for i, t in enumerate(rig.times)
     ]
-    return {
-        "camera_angle_x": math.radians(intr.fov_x_deg),
-        "fl_x": intr.fx,
-        "fl_y": intr.fy,
-        "cx": intr.cx,
-        "cy": intr.cy,
-        "w": intr.width,
-        "h": intr.height,
-        "frames": frames,
-    }
+    return {**dnerf.camera_fields(rig.intrinsics), "frames": frames}
+
+
+def _link(src: Path, dst: Path) -> None:
+    """``dst`` as a hard link of ``src`` (a copy where the file system has none)."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    dst.unlink(missing_ok=True)
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copyfile(src, dst)
 
 
 def write_multiview(
@@ -297,6 +328,7 @@ def write_multiview(
     rgb_white: np.ndarray | None = None,
     extra: dict | None = None,
     transforms: bool = True,
+    test_views: Sequence[int] | None = None,
     overwrite: bool = False,
     atomic: bool = True,
     compress_level: int = 4,
@@ -311,8 +343,13 @@ def write_multiview(
     extra: more top-level cameras.json keys (e.g. "normalization", "source"); its "znear" and
     "zfar" (defaults 0.01 / 12.0) go into the intrinsics block; it may replace "generator"
     or "conventions" but not the keys computed from the rig (:data:`RESERVED_KEYS`).
-    transforms: also write a D-NeRF/Blender ``transforms.json`` (paths without ".png", time
-    in unit time over the set, ``Rig.unit_times``, view-major).
+    transforms: also write a D-NeRF/Blender ``transforms.json`` (every image; paths without
+    ".png", time in unit time over the set, ``Rig.unit_times``, view-major) and the D-NeRF splits
+    ``transforms_{train,val,test}.json`` with their images ``dnerf/frame_YYY/r_VV.png`` (hard
+    links of rgba/; RGBA files with alpha 255 when only rgb_white is given), which nerfstudio's
+    ``dnerf`` parser, 4DGaussians, K-Planes and HexPlane open as they are (:mod:`sv4d.io.dnerf`).
+    test_views: the views the splits hold out for test and val (default: none held out; test =
+    val = view 0, the input view of a generated set, and train = every view).
     atomic: build everything in a hidden sibling folder and rename it to ``path`` when
     complete (an existing ``path`` is replaced only then, with overwrite=True); nothing is left
     behind on error. atomic=False writes straight into ``path``, which may exist if empty
@@ -336,6 +373,7 @@ def write_multiview(
         raise Sv4dError(f"extra may not set {', '.join(clash)}; they come from the rig")
     kinds = (["rgba"] if rgba is not None else []) + ["rgb_white"]
     meta = _cameras_json(rig, extra)
+    splits = dnerf.split_documents(rig, test_views) if transforms else {}
 
     def write_into(folder: Path) -> None:
         with tqdm(
@@ -353,6 +391,18 @@ def write_multiview(
                         bar.update()
         # Cameras last: a folder with a cameras.json has all its images.
         if transforms:
+            for v in range(rig.num_views):
+                for i in range(rig.num_frames):
+                    dst = folder / dnerf.image_name(v, i)
+                    if rgba is not None:
+                        _link(folder / "rgba" / VIEW_DIR.format(v) / FRAME_FILE.format(i), dst)
+                    else:  # a new file, never written through an old hard link
+                        dst.parent.mkdir(parents=True, exist_ok=True)
+                        dst.unlink(missing_ok=True)
+                        opaque = np.concatenate([rgb_white[v, i], np.full(rgb_shape[2:] + (1,), 255, np.uint8)], -1)
+                        Image.fromarray(opaque).save(dst, compress_level=compress_level)
+            for name, doc in splits.items():
+                (folder / name).write_text(json.dumps(doc, indent=1) + "\n")
             (folder / "transforms.json").write_text(json.dumps(_transforms_json(rig, kinds[0]), indent=1) + "\n")
         (folder / "cameras.json").write_text(json.dumps(meta, indent=1) + "\n")
 
