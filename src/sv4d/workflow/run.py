@@ -40,7 +40,7 @@ METHODS = ("nerf", "gaussians")
 DEVICE_DEFAULTS = {
     "fit_steps": (3000, 600),
     "resolution": (128, 96),
-    "page_size": (256, 128),
+    "page_size": (192, 128),
     "page_azimuths": (36, 24),
     "grid": (192, 128),
 }
