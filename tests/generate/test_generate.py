@@ -436,3 +436,15 @@ def test_offload_moves_each_sub_model_only_while_it_runs(pipe12, monkeypatch):
         ("decoder", "cpu"),
     ]
     assert moves == one  # one window: in and out, in stage order
+
+
+def test_a_missing_clip_is_refused_before_the_model_is_fetched(monkeypatch, tmp_path, capsys):
+    import sv4d.io.hub
+
+    def fetch(*a, **k):
+        raise AssertionError("the model was fetched for a clip that does not exist")
+
+    monkeypatch.setattr(sv4d.io.hub, "resolve_checkpoint", fetch)
+    assert main(["generate", str(tmp_path / "nope.mp4"), "-c", "sv4d2", "-o", str(tmp_path / "o")]) == 2
+    assert "nope.mp4: no such file or folder" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()

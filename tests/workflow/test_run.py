@@ -159,7 +159,7 @@ def test_bad_options_are_one_line_and_write_nothing(extra, message, offline, tmp
 
 def test_missing_input_and_a_folder_that_is_not_a_run(offline, tmp_path, capsys):
     assert main(["run", str(tmp_path / "nope.mp4"), "-o", str(tmp_path / "o")]) == 2
-    assert "input not found" in capsys.readouterr().err
+    assert "nope.mp4: no such file or folder" in capsys.readouterr().err
     other = tmp_path / "other"
     other.mkdir()
     (other / "keep.txt").write_text("mine")

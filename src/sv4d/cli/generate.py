@@ -39,11 +39,12 @@ def run(args: argparse.Namespace) -> int:
     from ..generate.preprocess import check_mask_available
     from ..generate.windows import plan_windows
     from ..io.hub import resolve_checkpoint
-    from ..io.video import read_clip
+    from ..io.video import check_clip_source, read_clip
 
     take_legacy_count(args, "num_frames", "--num-frames")
     out = Path(args.out) if args.out else Path("outputs") / _stem(args.input)
     # 1. Check everything the user gave before any expensive work.
+    check_clip_source(args.input)
     check_output_dir(out, args.overwrite)
     device = resolve_device(args.device)
     dtype = None if args.dtype is None else parse_dtype(args.dtype)

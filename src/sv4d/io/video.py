@@ -265,6 +265,15 @@ def _read_images(files: list[Path], opts: dict, min_size: int, source: str) -> l
 # ---------------------------------------------------------------- reading
 
 
+def check_clip_source(source: str | os.PathLike) -> None:
+    """Refuse a clip path that does not exist (a glob pattern is checked when read), before any
+    long work such as downloading the model."""
+    name = os.fspath(source)
+    text = os.path.expanduser(name)
+    if not Path(text).exists() and not _GLOB_CHARS.search(text):
+        raise Sv4dError(f"{name}: no such file or folder; check the path")
+
+
 def read_clip(
     source: str | os.PathLike,
     *,

@@ -31,6 +31,7 @@ from typing import Any
 from ..devices import resolve_device
 from ..errors import Sv4dError
 from ..io.atomic import atomic_file
+from ..io.video import check_clip_source
 
 STAGES = ("generate", "fit", "export", "page")
 RUN_JSON = "run.json"
@@ -306,9 +307,7 @@ def run_clip(
     """Run every stage of ``sv4d run`` (see the module docstring); returns the run record (run.json)."""
     opts = opts or RunOptions()
     say = log or ((lambda m: print(m, file=sys.stderr)) if progress else (lambda m: None))
-    source_path = Path(source)
-    if not source_path.exists() and not any(c in str(source) for c in "*?["):
-        raise Sv4dError(f"input not found: {source}")
+    check_clip_source(source)
     check_options(opts)
     device = resolve_device(opts.device)
     opts = opts.resolved(device.type == "cuda")
