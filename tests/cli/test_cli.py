@@ -114,6 +114,7 @@ def test_fit_runs_on_the_gpu_by_default(monkeypatch, tmp_path):
         ["verify-golden", "missing"],
         ["train", "steps=1"],
         ["generate", "missing.gif", "-c", "missing.safetensors"],
+        ["run", "missing.gif", "-c", "missing.safetensors"],
     ],
 )
 def test_asking_for_a_gpu_that_is_not_there_is_one_clear_error(argv, tmp_path, capsys):

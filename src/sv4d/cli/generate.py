@@ -44,9 +44,9 @@ def run(args: argparse.Namespace) -> int:
     take_legacy_count(args, "num_frames", "--num-frames")
     out = Path(args.out) if args.out else Path("outputs") / _stem(args.input)
     # 1. Check everything the user gave before any expensive work.
+    device = resolve_device(args.device)
     check_clip_source(args.input)
     check_output_dir(out, args.overwrite)
-    device = resolve_device(args.device)
     dtype = None if args.dtype is None else parse_dtype(args.dtype)
     ckpt = resolve_checkpoint(args.checkpoint, progress=not args.quiet)  # a Hub name: downloaded once, then cached
     cfg = resolve_config(ckpt, args.preset)  # also refuses anything but safetensors

@@ -307,9 +307,9 @@ def run_clip(
     """Run every stage of ``sv4d run`` (see the module docstring); returns the run record (run.json)."""
     opts = opts or RunOptions()
     say = log or ((lambda m: print(m, file=sys.stderr)) if progress else (lambda m: None))
+    device = resolve_device(opts.device)
     check_clip_source(source)
     check_options(opts)
-    device = resolve_device(opts.device)
     opts = opts.resolved(device.type == "cuda")
     out = Path(out)
     stage_opts = opts.stage_options()
