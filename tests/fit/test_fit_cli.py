@@ -238,6 +238,18 @@ def test_gaussian_fit_renders_and_exports_ply(sphere_set, tmp_path):
     names = [p.name for p in ply["vertex"].properties]
     assert names[:9] == ["x", "y", "z", "nx", "ny", "nz", "f_dc_0", "f_dc_1", "f_dc_2"]
     assert names[-8:] == ["opacity", "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3"]
+    assert not [n for n in names if n.startswith("f_rest")]  # degree 0 by default
+    # --sh-degree 3: the reference 3DGS layout, 45 f_rest fields of zeros; the rest unchanged
+    deg3 = tmp_path / "ply3"
+    argv = ["export", str(out / "checkpoint.pt"), "--ply", "--frames", "2-2", "--sh-degree", "3", "-o", str(deg3)]
+    assert main([*argv, "-q"]) == 0
+    ply3 = plyfile.PlyData.read(str(deg3 / "gaussians_frame_002.ply"))["vertex"]
+    names3 = [p.name for p in ply3.properties]
+    assert names3[9:54] == [f"f_rest_{i}" for i in range(45)] and names3[54] == "opacity"
+    assert all(not np.any(ply3[f"f_rest_{i}"]) for i in range(45))
+    for name in names:
+        assert np.array_equal(ply3[name], ply["vertex"][name]), name
+    assert main(["export", str(out / "checkpoint.pt"), "--mesh", "--sh-degree", "1", "-o", str(tmp_path / "m")]) == 2
     xyz = np.stack([ply["vertex"][k] for k in "xyz"], 1)
     assert len(xyz) > 100 and (np.abs(xyz) < [0.55, 0.4, 0.4]).all()  # around the sphere's path (x -0.4..0.4)
     assert main(["export", str(out / "checkpoint.pt"), "--mesh", "--out", str(tmp_path / "m")]) == 2
@@ -300,13 +312,12 @@ def test_visibility_weights_are_computed_and_kept_in_the_checkpoint(sphere_set, 
 def test_fit_reads_a_set_written_by_sv4d_generate(tmp_path):
     """A set from the generate pipeline (a random tiny model: the images are noise, the point is
     the format): visibility weighting switches on by itself and the fit completes."""
-    from test_generate import VIDEOS, _tiny_checkpoint
-
+    from conftest import DATA, tiny_generation_checkpoint
     from sv4d.generate.pipeline import GenerationPipeline
 
-    pipe = GenerationPipeline.from_checkpoint(_tiny_checkpoint(tmp_path / "tiny5.safetensors", 5, 8))
+    pipe = GenerationPipeline.from_checkpoint(tiny_generation_checkpoint(tmp_path / "tiny5.safetensors", 5, 8))
     res = pipe(
-        str(VIDEOS / "blue_jay_64"),
+        str(DATA / "videos" / "blue_jay_64"),
         steps=1,
         azimuths=[20, 60, 100, 140, 180, 220, 260, 300],
         elevations=[10] * 8,

@@ -25,6 +25,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.mesh == args.ply:
         raise Sv4dError("choose one of --mesh (NeRF fits) or --ply (Gaussian fits)")
+    if args.mesh and args.sh_degree:
+        raise Sv4dError("--sh-degree is for --ply (Gaussian fits)")
     device = resolve_device(args.device)
     if args.mesh:
         paths = export_mesh(
@@ -43,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
             args.checkpoint,
             args.out,
             frames=args.frames,
+            sh_degree=args.sh_degree,
             device=device,
             overwrite=args.overwrite,
             progress=not args.quiet,
@@ -92,5 +95,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=positive_float,
         default=None,
         help="density level of the surface (default: one step through it is 50%% opaque)",
+    )
+    e.add_argument(
+        "--sh-degree",
+        type=int,
+        choices=(0, 1, 2, 3),
+        default=0,
+        help="with --ply: write the f_rest_* fields of this spherical-harmonics degree (zeros: the fit's colour "
+        "is view-independent) for loaders that expect them; 3 is the reference 3DGS layout (default 0: f_dc only)",
     )
     e.set_defaults(func=run)

@@ -28,6 +28,9 @@ from .record import FitRecord
 from .render import render_grid, render_video
 from .run import load_fitted
 
+#: spherical-harmonics degrees a PLY can carry (f_rest_* holds 3 * ((d + 1)^2 - 1) numbers)
+SH_DEGREES = (0, 1, 2, 3)
+
 
 def _check_free(out: Path, overwrite: bool) -> None:
     if (out.exists() or out.is_symlink()) and not overwrite:
@@ -172,12 +175,17 @@ def export_ply(
     out: str | os.PathLike | None = None,
     *,
     frames: Sequence[int] | None = None,
+    sh_degree: int = 0,
     device: str | torch.device = "cpu",
     overwrite: bool = False,
     progress: bool = True,
 ) -> list[Path]:
     """The Gaussians at each fitted frame as 3DGS PLY files, in the folder ``out`` (default: the
-    checkpoint's folder/ply)."""
+    checkpoint's folder/ply). Our fits have view-independent colour (SH degree 0); ``sh_degree``
+    1 to 3 adds the ``f_rest_*`` fields of that degree, zero, for loaders that expect them (the
+    reference 3DGS code and most viewers read degree 3)."""
+    if sh_degree not in SH_DEGREES:
+        raise Sv4dError(f"SH degree must be one of {SH_DEGREES}, got {sh_degree}")
     out = Path(out) if out else Path(checkpoint).parent / "ply"
     _check_free(out, overwrite)
     model, record = load_fitted(checkpoint, device)
@@ -191,7 +199,10 @@ def export_ply(
         for fi in tqdm(_frame_positions(frames, record), desc="export", unit="frame", disable=not progress):
             g = model.gaussians_at(unit[fi])
             name = f"gaussians_frame_{record.frames[fi]:03d}.ply"
-            write_gaussian_ply(tmp / name, g["means"], g["quats"], g["log_scales"], g["opacity_logits"], g["sh_dc"])
+            rest = torch.zeros(len(g["means"]), (sh_degree + 1) ** 2 - 1, 3) if sh_degree else None
+            write_gaussian_ply(
+                tmp / name, g["means"], g["quats"], g["log_scales"], g["opacity_logits"], g["sh_dc"], rest
+            )
             names.append(name)
     return [out / n for n in names]
 
