@@ -267,3 +267,14 @@ def test_the_python_functions(tiny_run, offline, tmp_path):
     with contextlib.nullcontext() if exported else pytest.raises(Sv4dError, match="empty mesh"):
         files = sv4d.export(tiny_run / "fit" / "checkpoint.pt", tmp_path / "mesh", grid=16, progress=False)
         assert files and all(f.suffix == ".glb" for f in files)
+
+
+def test_a_run_that_made_nothing_can_be_rerun_with_other_options(offline, tmp_path, capsys):
+    """The model could not be fetched: only run.json exists, so a rerun with another -c just starts."""
+    out = tmp_path / "run"
+    assert main(["run", str(CLIP), "-o", str(out), *TINY_RUN, "-c", "hf://stabilityai/sv4d2.0/other.safetensors"]) == 2
+    assert "other.safetensors" in capsys.readouterr().err
+    assert [p.name for p in out.iterdir()] == ["run.json"]
+    assert main(["run", str(CLIP), "-o", str(out), *TINY_RUN]) == 0
+    state = json.loads((out / "run.json").read_text())
+    assert state["complete"] and state["options"]["generate"]["checkpoint"] == "sv4d2"

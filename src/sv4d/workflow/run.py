@@ -169,6 +169,12 @@ def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
 
 
+def _started(out: Path, state: dict[str, Any]) -> bool:
+    """Whether a run folder holds any work: a finished stage, or any output besides run.json."""
+    made = [p for p in out.iterdir() if p.name != RUN_JSON and not p.name.startswith(".")]
+    return bool(made) or any(s.get("done") for s in state["stages"].values())
+
+
 def _prepare_folder(
     out: Path, source: str, stage_opts: dict[str, Any], overwrite: bool, say: Callable[[str], None]
 ) -> tuple[dict, Path | None]:
@@ -179,6 +185,9 @@ def _prepare_folder(
     state = _read_state(out) if out.is_dir() else None
     if out.is_dir() and any(out.iterdir()) and state is None and not overwrite:
         raise Sv4dError(f"{out} already exists and is not an sv4d run; pass --overwrite to replace it (or another -o)")
+    fresh = {"input": source, "options": stage_opts, "stages": {}}
+    if state is not None and not _started(out, state):
+        return fresh, None  # only a record, nothing made yet (e.g. the model could not be fetched): start anew
     if state is not None and not overwrite:
         changed = []
         if state.get("input") != source:
@@ -198,7 +207,7 @@ def _prepare_folder(
         os.replace(out, backup)
         say(f"sv4d: the old {out} is kept at {backup} until the new run is complete")
     out.mkdir(parents=True, exist_ok=True)
-    return {"input": source, "options": stage_opts, "stages": {}}, backup
+    return fresh, backup
 
 
 # ---------------------------------------------------------------------------------------------- stages
