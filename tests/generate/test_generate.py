@@ -13,42 +13,30 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import DATA
+from conftest import DATA, tiny_generation_checkpoint
 from sv4d.cameras import framing_distance
-from sv4d.checkpoint import save_model
 from sv4d.cli import main
-from sv4d.config import PRESETS, tiny_config
 from sv4d.errors import Sv4dError
 from sv4d.generate.pipeline import GenerationPipeline
 from sv4d.generate.preprocess import crop_square, preprocess_frames
 from sv4d.generate.windows import plan_windows
 from sv4d.io.multiview import read_multiview
 from sv4d.io.video import read_clip
-from sv4d.models.sv4d import SV4DModel
 
 VIDEOS = DATA / "videos"
 MP4 = VIDEOS / "test_video1.mp4"  # 21 frames, 576 x 576, 10 fps: the official example input
 
 
-def _tiny_checkpoint(path: Path, T: int, V: int) -> Path:
-    """A random tiny model with the official presets' window shape and default azimuths."""
-    torch.manual_seed(0)
-    preset = {4: PRESETS["sv4d2"], 8: PRESETS["sv4d2_8views"]}[V]
-    cfg = tiny_config("tiny_gen", num_frames=T, num_views=V, with_clip=True)
-    cfg = cfg.replace(azimuths_deg=preset.azimuths_deg)
-    return save_model(SV4DModel(cfg, include_unused=True), path)
-
-
 @pytest.fixture(scope="module")
 def ckpt12(tmp_path_factory) -> Path:
     """sv4d2-shaped tiny model (12 frames x 4 views per window), official key names."""
-    return _tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny12.safetensors", 12, 4)
+    return tiny_generation_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny12.safetensors", 12, 4)
 
 
 @pytest.fixture(scope="module")
 def ckpt5(tmp_path_factory) -> Path:
     """sv4d2_8views-shaped tiny model (5 frames x 8 views)."""
-    return _tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny5.safetensors", 5, 8)
+    return tiny_generation_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny5.safetensors", 5, 8)
 
 
 @pytest.fixture(scope="module")

@@ -22,6 +22,7 @@ import json
 import re
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from ..devices import DEVICE_CHOICES, DTYPE_CHOICES
@@ -117,6 +118,20 @@ def key_values(items: list[str], what: str) -> dict:
         except json.JSONDecodeError:
             out[key] = value
     return out
+
+
+def input_stem(source: str) -> str:
+    """A name for the output of a clip: its file or folder name (the folder of a glob pattern)."""
+    p = Path(source.split("*")[0].rstrip("/")) if "*" in source else Path(source)
+    return (p.stem if p.suffix else p.name) or "clip"
+
+
+def one_or_each(values: list[float] | None, default: float) -> float | list[float]:
+    """A ``nargs="+"`` angle flag as the pipelines take it: one value for every view, a list of one
+    per view, or ``default`` when the flag was not given."""
+    if not values:
+        return default
+    return values[0] if len(values) == 1 else values
 
 
 # ---------------------------------------------------------------------------------------------

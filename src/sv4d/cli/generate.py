@@ -16,18 +16,15 @@ from .common import (
     add_seed,
     finite_float,
     frames_or_count,
+    input_stem,
     non_negative_float,
+    one_or_each,
     positive_float,
     positive_int,
     ratio,
     say,
     take_legacy_count,
 )
-
-
-def _stem(source: str) -> str:
-    p = Path(source.split("*")[0].rstrip("/")) if "*" in source else Path(source)
-    return (p.stem if p.suffix else p.name) or "clip"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -42,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     from ..io.video import check_clip_source, read_clip
 
     take_legacy_count(args, "num_frames", "--num-frames")
-    out = Path(args.out) if args.out else Path("outputs") / _stem(args.input)
+    out = Path(args.out) if args.out else Path("outputs") / input_stem(args.input)
     # 1. Check everything the user gave before any expensive work.
     device = resolve_device(args.device)
     check_clip_source(args.input)
@@ -50,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     dtype = None if args.dtype is None else parse_dtype(args.dtype)
     ckpt = resolve_checkpoint(args.checkpoint, progress=not args.quiet)  # a Hub name: downloaded once, then cached
     cfg = resolve_config(ckpt, args.preset)  # also refuses anything but safetensors
-    elevations = args.elevations[0] if args.elevations and len(args.elevations) == 1 else (args.elevations or 0.0)
+    elevations = one_or_each(args.elevations, 0.0)
     model_views(cfg.num_views, cfg.azimuths_deg, args.azimuths, elevations, args.input_elevation)
     check_mask_available(args.mask)
     # 2. Read the clip and pick its frames.

@@ -16,8 +16,10 @@ from .common import (
     finite_float,
     frames_or_count,
     index_list,
+    input_stem,
     key_values,
     non_negative_float,
+    one_or_each,
     positive_float,
     positive_int,
     say,
@@ -29,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     from ..workflow import RunOptions, run_clip, summary_table
 
     take_legacy_count(args, "num_frames", "--num-frames")
-    out = Path(args.out) if args.out else Path("outputs") / f"{Path(args.input).stem}_run"
+    out = Path(args.out) if args.out else Path("outputs") / f"{input_stem(args.input)}_run"
     opts = RunOptions(
         checkpoint=args.checkpoint,
         device=args.device,
@@ -38,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
         num_frames=args.num_frames,
         frames=args.frames,
         azimuths=args.azimuths,
-        elevations=args.elevations if args.elevations is None or len(args.elevations) > 1 else args.elevations[0],
+        elevations=one_or_each(args.elevations, 0.0),
         mask=args.mask,
         steps=args.steps,
         windows=args.windows,
@@ -57,8 +59,6 @@ def run(args: argparse.Namespace) -> int:
         page_elevations=tuple(args.page_elevations),
         page_fps=args.page_fps,
     )
-    if opts.elevations is None:
-        opts.elevations = 0.0
     state = run_clip(args.input, out, opts, overwrite=args.overwrite, progress=not args.quiet)
     tell = say(args)
     tell(summary_table(state))

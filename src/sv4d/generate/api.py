@@ -26,7 +26,7 @@ import torch
 from ..devices import parse_dtype, resolve_device
 from ..errors import Sv4dError
 from ..io.hub import HF_SCHEME, HUB_MODELS, HubFile, is_repo_id, parse_hf_uri
-from ..io.video import Clip
+from ..io.video import Clip, kept_indices
 from .pipeline import GenerationPipeline, GenerationResult
 
 DEFAULT_REPO = "stabilityai/sv4d2.0"
@@ -287,9 +287,7 @@ def _keep_frames(clip: Clip, n: int, spread: bool) -> Clip:
     """The first ``n`` frames of a clip, or with ``spread`` ``n`` spread evenly over it (``read_clip``'s rule)."""
     if n < 1:
         raise Sv4dError(f"num_frames must be at least 1 (got {n})")
-    total = len(clip.frames)
-    picks = np.round(np.linspace(0, total - 1, min(n, total))).astype(int) if spread else range(min(n, total))
-    return clip.select([int(i) for i in picks])
+    return clip.select(kept_indices(len(clip.frames), n, spread))
 
 
 def _frames(result: GenerationResult, output_type: str):

@@ -301,16 +301,16 @@ class GenerationPipeline:
         if generator is not None and generator.device.type != "cpu":
             raise Sv4dError(f"generator must be a CPU torch.Generator (noise is drawn on the CPU): {generator.device}")
         schedule = windows  # the name ``windows`` holds the planned windows below
-        # 2. Read the clip and preprocess it (foreground, square crop, white background).
+        # 2. Read the clip and plan its windows of T frames (a short clip is padded with its last
+        #    frame), before preprocessing, so that a schedule that cannot work fails first.
         t_start = time.perf_counter()
         clip = self.read(source, num_frames=num_frames, frames=frames, fps=fps, spread=spread, start=start)
-        plan_windows(len(clip.frames), T, schedule, views=V)  # a schedule that cannot work fails before preprocessing
+        n = len(clip.frames)
+        windows, padded = plan_windows(n, T, schedule, views=V)
+        # 3. Preprocess it (foreground, square crop, white background); the frame count stays n.
         pre = preprocess_frames(
             clip.frames, S, mask=mask, crop=crop, frame_ratio=frame_ratio, box=box, progress=progress
         )
-        # 3. Plan the windows of T frames (a short clip is padded with its last frame).
-        n = pre.images.shape[0]
-        windows, padded = plan_windows(n, T, schedule, views=V)
         t_pre = time.perf_counter() - t_start
 
         # 4. Prepare the conditioning shared by every window: camera angles, guidance, noise generator.

@@ -145,6 +145,14 @@ def _resample(entries: Iterable[tuple[float, object]], fps: float, default_dt: f
             k += 1
 
 
+def kept_indices(total: int, n: int, spread: bool) -> list[int]:
+    """Which of ``total`` frames ``max_frames=n`` keeps: the first ``n``, or with ``spread`` ``n``
+    evenly spaced over all of them (first and last included)."""
+    if not spread:
+        return list(range(min(n, total)))
+    return [int(i) for i in np.round(np.linspace(0, total - 1, min(n, total))).astype(int)]
+
+
 def _choose(entries, *, start, fps, max_frames, spread, default_dt, source) -> list[tuple[float, object]]:
     """Apply start, then fps resampling, then max_frames (first N, or N spread over the clip)."""
     planned = _skip_start(entries, start, source)
@@ -155,8 +163,7 @@ def _choose(entries, *, start, fps, max_frames, spread, default_dt, source) -> l
     if not spread:
         return list(islice(planned, max_frames))  # stops decoding after N frames
     every = list(planned)
-    picks = np.round(np.linspace(0, len(every) - 1, min(max_frames, len(every)))).astype(int)
-    return [every[i] for i in picks]
+    return [every[i] for i in kept_indices(len(every), max_frames, spread=True)]
 
 
 # ---------------------------------------------------------------- videos (PyAV)

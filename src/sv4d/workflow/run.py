@@ -219,7 +219,8 @@ def _generate(source: str, out: Path, opts: RunOptions, device, progress: bool) 
 
     ckpt = resolve_checkpoint(opts.checkpoint, progress=progress)  # the Hub only when there is work for it
     pipe = GenerationPipeline.from_checkpoint(ckpt, device=device, dtype=opts.dtype, offload=opts.offload)
-    kwargs = dict(
+    result = pipe(
+        source,
         num_frames=opts.num_frames,
         frames=list(opts.frames) if opts.frames is not None else None,
         mask=opts.mask,
@@ -227,14 +228,10 @@ def _generate(source: str, out: Path, opts: RunOptions, device, progress: bool) 
         elevations=opts.elevations,
         steps=opts.steps,
         seed=opts.seed,
+        windows=opts.windows,
         progress=progress,
         **opts.generate,
     )
-    if "windows" in inspect.signature(pipe.__call__).parameters:
-        kwargs["windows"] = opts.windows
-    elif opts.windows != "even":
-        raise Sv4dError("this build has no window schedule option")
-    result = pipe(source, **kwargs)
     result.save(out / "views", progress=progress)
     s = result.settings
     return {"windows": s.get("windows"), "steps": s.get("steps"), "device": s.get("device")}
