@@ -1,5 +1,8 @@
+import json
 import os
+import shutil
 import socket
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -83,3 +86,96 @@ def fill_hub_cache(cache: Path, repo_id: str, files: dict[str, Path], commit: st
     (repo / "refs").mkdir(parents=True, exist_ok=True)
     (repo / "refs" / "main").write_text(commit)  # no newline, as the Hub client writes it
     return snapshot
+
+
+# The Khronos glTF validator: the npm package gltf-validator, run by tests/gltf_validate.mjs under Node.
+VALIDATOR_VERSION = "2.0.0-dev.3.10"
+_SEVERITY = {0: "error", 1: "warning", 2: "info", 3: "hint"}
+
+
+def gltf_validator_folder() -> Path:
+    """The folder holding node_modules/gltf-validator: $SV4D_GLTF_VALIDATOR, else ~/.cache/sv4d/node."""
+    env = os.environ.get("SV4D_GLTF_VALIDATOR")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "sv4d" / "node"
+
+
+def gltf_validate(path: str | os.PathLike) -> dict:
+    """The Khronos glTF validator's report on the glTF/GLB file ``path`` (its JSON as a dict:
+    ``report["issues"]`` has numErrors, numWarnings, ... and ``messages``).
+
+    The test is skipped when node or the validator is missing — failed instead when
+    SV4D_REQUIRE_VALIDATOR=1 (as in CI, whose .ci/run installs both)."""
+    node = shutil.which("node")
+    folder = gltf_validator_folder()
+    missing = None
+    if node is None:
+        missing = "node (Node.js) is not installed"
+    elif not (folder / "node_modules" / "gltf-validator" / "package.json").is_file():
+        missing = f"the glTF validator is not in {folder}/node_modules"
+    if missing:
+        why = (
+            f"{missing}: the glTF checks need Node.js and `npm install --prefix ~/.cache/sv4d/node "
+            f"gltf-validator@{VALIDATOR_VERSION}` (or SV4D_GLTF_VALIDATOR naming a folder with "
+            "node_modules/gltf-validator)"
+        )
+        if os.environ.get("SV4D_REQUIRE_VALIDATOR") == "1":
+            pytest.fail(why)
+        pytest.skip(why)
+    script = Path(__file__).parent / "gltf_validate.mjs"
+    run = subprocess.run([node, str(script), str(path), str(folder)], capture_output=True, text=True, timeout=300)
+    if run.returncode != 0:
+        pytest.fail(f"the glTF validator did not run on {path}: {run.stderr.strip()}")
+    return json.loads(run.stdout)
+
+
+def gltf_messages(report: dict) -> str:
+    """The validator's messages, one a line: severity, code, JSON pointer, text."""
+    return "\n".join(
+        f"{_SEVERITY.get(m.get('severity'), m.get('severity'))} {m.get('code')} at {m.get('pointer', '-')}: "
+        f"{m.get('message')}"
+        for m in report["issues"]["messages"]
+    )
+
+
+def assert_valid_gltf(path: str | os.PathLike) -> dict:
+    """Assert that the Khronos glTF validator finds no error in ``path``; returns the report."""
+    report = gltf_validate(path)
+    assert report["issues"]["numErrors"] == 0, f"{path} is not valid glTF:\n{gltf_messages(report)}"
+    return report
+
+
+# A real browser: Debian's chromium and chromium-driver, driven by Selenium (the test extras).
+#: what a page that draws with WebGL needs: headless Chromium has no GPU, so WebGL runs on
+#: SwiftShader (ANGLE's CPU renderer), which Chromium only uses when asked to
+WEBGL_FLAGS = ("--use-angle=swiftshader", "--enable-unsafe-swiftshader")
+
+
+def chromium(*flags: str):
+    """A headless Chromium driven by Selenium, with ``flags`` added to its command line (e.g.
+    ``*WEBGL_FLAGS``); its console is kept for ``driver.get_log("browser")``. The caller quits it.
+
+    The test is skipped when chromium, chromedriver or selenium is missing — failed instead when
+    SV4D_REQUIRE_BROWSER is set (as in CI, whose .ci/run installs them)."""
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = shutil.which("chromedriver")
+    missing = None
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.options import Options
+        from selenium.webdriver.chrome.service import Service
+    except ImportError:
+        missing = "no selenium (pip install selenium, in the test extras)"
+    if not (browser and driver):
+        missing = "no chromium/chromedriver (apt-get install chromium chromium-driver)"
+    if missing:
+        if os.environ.get("SV4D_REQUIRE_BROWSER"):
+            pytest.fail(f"a browser is required here: {missing}")
+        pytest.skip(missing)
+    opts = Options()
+    opts.binary_location = browser
+    for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1200,1000"):
+        opts.add_argument(a)
+    for a in flags:
+        opts.add_argument(a)
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    return webdriver.Chrome(service=Service(driver), options=opts)

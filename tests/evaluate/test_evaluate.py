@@ -10,6 +10,7 @@ import pytest
 import scipy.linalg
 import torch
 
+from conftest import assert_valid_gltf
 from sv4d.cameras import Intrinsics, Rig
 from sv4d.cli import main
 from sv4d.errors import Sv4dError
@@ -290,9 +291,20 @@ def test_mesh_readers_and_chamfer_per_frame(tmp_path):
     for name, want in (("mesh_frame_000.obj", v), ("mesh_frame_001.glb", v + [0.05, 0, 0])):
         rv, rf = read_mesh(tmp_path / name)
         assert np.allclose(rv, want, atol=1e-6) and np.array_equal(rf, f)
+    assert_valid_gltf(tmp_path / "mesh_frame_001.glb")
     rows = chamfer_per_frame(tmp_path, gt_v, f, [0, 1], samples=4000)
     assert [r["mesh"] for r in rows] == ["mesh_frame_000.obj", "mesh_frame_001.glb"]
     assert all(r["chamfer_l1"] < 0.01 for r in rows)
+    # the tracked mesh of `sv4d export --mesh`: one npz, frames by their set numbers
+    tracked = tmp_path / "tracked"
+    tracked.mkdir()
+    np.savez(tracked / "tracked_mesh.npz", vertices=gt_v[::-1], faces=f, frames=np.array([1, 0]))
+    rows = chamfer_per_frame(tracked, gt_v, f, [0, 1], samples=4000)
+    assert [r["mesh"] for r in rows] == ["tracked_mesh.npz[0]", "tracked_mesh.npz[1]"]
+    assert all(r["chamfer_l1"] < 0.01 for r in rows)
+    np.savez(tracked / "tracked_mesh.npz", vertices=gt_v, faces=f + 10_000, frames=np.array([0, 1]))
+    with pytest.raises(Sv4dError, match="face indices out of range"):
+        chamfer_per_frame(tracked, gt_v, f, [0], samples=100)
     with pytest.raises(Sv4dError, match="no mesh for frame 2"):
         chamfer_per_frame(tmp_path, np.stack([v] * 3), f, [2], samples=100)
     (tmp_path / "bad.glb").write_bytes(b"nope")

@@ -11,6 +11,7 @@ import pytest
 import trimesh
 from fit_scene import scene, write_scene
 
+from conftest import assert_valid_gltf
 from sv4d.cli import main
 from sv4d.io.multiview import read_multiview
 
@@ -119,6 +120,7 @@ def test_export_meshes_load_back(nerf_fit, tmp_path):
                 "export",
                 ck,
                 "--mesh",
+                "--flipbook",
                 "--format",
                 "obj",
                 "--grid",
@@ -135,12 +137,47 @@ def test_export_meshes_load_back(nerf_fit, tmp_path):
     mesh = trimesh.load(tmp_path / "obj" / "mesh_frame_000.obj", process=False)
     r = np.linalg.norm(mesh.vertices - np.array([-0.15, 0, 0]), axis=1)
     assert len(mesh.faces) > 100 and abs(np.median(r) - 0.25) < 0.06  # the sphere at t = 0
-    assert main(["export", ck, "--mesh", "--grid", "40", "--out", str(tmp_path / "glb"), "-q"]) == 0
+    assert main(["export", ck, "--mesh", "--flipbook", "--grid", "40", "--out", str(tmp_path / "glb"), "-q"]) == 0
     files = sorted(p.name for p in (tmp_path / "glb").iterdir())
     assert files == ["mesh_frame_000.glb", "mesh_frame_001.glb", "mesh_frame_002.glb", "sequence.glb"]
+    assert_valid_gltf(tmp_path / "glb" / "sequence.glb")
     seq = trimesh.load(tmp_path / "glb" / "sequence.glb")
     assert len(seq.geometry) == 3
     assert main(["export", ck, "--ply", "--out", str(tmp_path / "ply")]) == 2  # PLY is for Gaussians
+
+
+def test_export_tracks_one_mesh_through_the_fit(nerf_fit, tmp_path, capsys):
+    from sv4d.io.animated_glb import read_animated_glb
+
+    ck = str(nerf_fit / "checkpoint.pt")
+    out = tmp_path / "mesh"
+    args = ["export", ck, "--mesh", "--grid", "40", "--faces", "800", "--texture", "256", "--format", "obj"]
+    rc = main([*args, "--out", str(out), "-q"])
+    assert rc == 0, capsys.readouterr().err
+    names = sorted(p.name for p in out.iterdir())
+    assert names == [
+        "animated.glb",
+        "mesh_frame_000.obj",
+        "mesh_frame_001.obj",
+        "mesh_frame_002.obj",
+        "report.json",
+        "tracked_mesh.npz",
+    ]
+    assert_valid_gltf(out / "animated.glb")
+    verts, faces, times, uv, tex = read_animated_glb(out / "animated.glb")
+    assert verts.shape[0] == 3 and tex.shape == (256, 256, 3) and times[0] == 0 and np.all(np.diff(times) > 0)
+    report = json.loads((out / "report.json").read_text())
+    assert report["faces"] <= 800 and [f["frame"] for f in report["frames"]] == [0, 1, 2]
+    # the tracked sphere moves as the fitted one does: its centre follows the set's path
+    with np.load(out / "tracked_mesh.npz") as z:
+        centres = z["vertices"].mean(1)
+    assert centres[-1][0] > centres[0][0] + 0.1
+    # options that belong to other exports are refused
+    assert main(["export", ck, "--mesh", "--flipbook", "--faces", "100", "--out", str(tmp_path / "x"), "-q"]) == 2
+    assert main(["export", ck, "--ply", "--texture", "0", "--out", str(tmp_path / "y"), "-q"]) == 2
+    assert "is for --mesh" in capsys.readouterr().err
+    assert main([*args, "--reference-frame", "7", "--out", str(tmp_path / "z"), "-q"]) == 2
+    assert "not among the exported frames" in capsys.readouterr().err
 
 
 def test_resume_continues_and_mismatched_options_are_refused(sphere_set, tmp_path):
@@ -252,7 +289,14 @@ def test_gaussian_fit_renders_and_exports_ply(sphere_set, tmp_path):
     assert main(["export", str(out / "checkpoint.pt"), "--mesh", "--sh-degree", "1", "-o", str(tmp_path / "m")]) == 2
     xyz = np.stack([ply["vertex"][k] for k in "xyz"], 1)
     assert len(xyz) > 100 and (np.abs(xyz) < [0.55, 0.4, 0.4]).all()  # around the sphere's path (x -0.4..0.4)
-    assert main(["export", str(out / "checkpoint.pt"), "--mesh", "--out", str(tmp_path / "m")]) == 2
+    # --mesh: the canonical Gaussians' surface, moved by the deformation field
+    mesh_args = ["--mesh", "--grid", "48", "--faces", "600", "--texture", "0", "--out", str(tmp_path / "m"), "-q"]
+    assert main(["export", str(out / "checkpoint.pt"), *mesh_args]) == 0
+    assert_valid_gltf(tmp_path / "m" / "animated.glb")
+    with np.load(tmp_path / "m" / "tracked_mesh.npz") as z:
+        assert z["vertices"].shape[0] == 3 and (np.abs(z["vertices"]) < [0.6, 0.45, 0.45]).all()
+        assert z["colors"].shape == z["vertices"].shape[1:]
+    assert json.loads((tmp_path / "m" / "report.json").read_text())["template_frame"] is None  # canonical
     assert (
         main(["render", str(out / "checkpoint.pt"), "--orbit-frames", "3", "--out", str(tmp_path / "o.mp4"), "-q"]) == 0
     )

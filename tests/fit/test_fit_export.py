@@ -12,6 +12,7 @@ import pytest
 import torch
 import trimesh
 
+from conftest import assert_valid_gltf, gltf_messages
 from sv4d.errors import Sv4dError
 from sv4d.fit.mesh import marching_cubes_mesh, mesh_from_field
 from sv4d.io import mesh as io_mesh
@@ -182,16 +183,19 @@ def test_glb_single_mesh(tmp_path):
     np.testing.assert_array_equal(pos["max"], mesh.vertices.max(0))
     assert gltf["accessors"][prim["indices"]]["componentType"] == 5125  # UNSIGNED_INT
     col = gltf["accessors"][prim["attributes"]["COLOR_0"]]
-    assert (col["componentType"], col["type"]) == (5126, "VEC3")
+    assert (col["componentType"], col["type"], col["normalized"]) == (5121, "VEC4", True)  # 8-bit normalised
     for view in gltf["bufferViews"]:
         assert view["byteOffset"] % 4 == 0
     assert gltf["buffers"][0]["byteLength"] == len(bin_chunk)
-    # COLOR_0 holds the linear version of the sRGB colours
+    # COLOR_0 holds the linear version of the sRGB colours, rounded to 8 bits, alpha 255
     view = gltf["bufferViews"][col["bufferView"]]
-    lin = np.frombuffer(bin_chunk, "<f4", col["count"] * 3, view["byteOffset"]).reshape(-1, 3)
+    q = np.frombuffer(bin_chunk, np.uint8, col["count"] * 4, view["byteOffset"]).reshape(-1, 4)
     c = mesh.colors.astype(np.float64)
     want = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
-    np.testing.assert_allclose(lin, want, atol=1e-6)
+    np.testing.assert_allclose(q[:, :3] / 255.0, want, atol=0.5 / 255 + 1e-9)
+    assert (q[:, 3] == 255).all()
+    report = assert_valid_gltf(path)
+    assert report["issues"]["numWarnings"] == 0, gltf_messages(report)
 
 
 def test_glb_sequence_is_a_flip_book(tmp_path):
@@ -233,6 +237,9 @@ def test_glb_sequence_is_a_flip_book(tmp_path):
         if k == 2:
             want[3] = 1
         np.testing.assert_array_equal(shown, want)  # scale 1 exactly during [times[k], times[k+1])
+
+    report = assert_valid_gltf(path)  # the Khronos validator
+    assert report["issues"]["numWarnings"] == 0 and report["info"]["animationCount"] == 1, gltf_messages(report)
 
     # an explicit end time
     write_glb(path, meshes, [0.0, 0.5, 1.0, 3.0])

@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import os
 import shutil
 import time
 from pathlib import Path
@@ -15,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import DATA, fill_hub_cache, tiny_generation_checkpoint
+from conftest import DATA, chromium, fill_hub_cache, tiny_generation_checkpoint
 from sv4d.cli import main
 
 CLIP = DATA / "videos" / "camel_96.gif"  # 96 x 96, an animated camel
@@ -171,27 +170,6 @@ def test_missing_input_and_a_folder_that_is_not_a_run(offline, tmp_path, capsys)
 # ------------------------------------------------------------------------------------------ the page
 
 
-def _chromium():
-    """A headless Chromium driven by Selenium (Debian's chromium and chromium-driver)."""
-    selenium = pytest.importorskip("selenium", reason="pip install selenium (the test extras)")  # noqa: F841
-    from selenium import webdriver
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.chrome.service import Service
-
-    browser = shutil.which("chromium") or shutil.which("chromium-browser")
-    driver = shutil.which("chromedriver")
-    if not (browser and driver):
-        if os.environ.get("SV4D_REQUIRE_BROWSER"):
-            pytest.fail("chromium and chromedriver are required here (apt-get install chromium chromium-driver)")
-        pytest.skip("no chromium/chromedriver (apt-get install chromium chromium-driver)")
-    opts = Options()
-    opts.binary_location = browser
-    for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1200,1000"):
-        opts.add_argument(a)
-    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    return webdriver.Chrome(service=Service(driver), options=opts)
-
-
 def _wait(driver, script: str, seconds: float = 20.0):
     end = time.time() + seconds
     while time.time() < end:
@@ -207,7 +185,7 @@ def test_the_page_in_a_real_browser(tiny_run):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
 
-    driver = _chromium()
+    driver = chromium()
     try:
         driver.get((tiny_run / "index.html").as_uri())
         _wait(driver, "return window.sv4dViewer && window.sv4dViewer.ready")

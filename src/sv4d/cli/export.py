@@ -1,4 +1,4 @@
-"""``sv4d export``: per-frame meshes of a NeRF fit, or Gaussian PLY files."""
+"""``sv4d export``: the animated mesh of a fit (or per-frame meshes), or Gaussian PLY files."""
 
 from __future__ import annotations
 
@@ -27,6 +27,21 @@ def run(args: argparse.Namespace) -> int:
         raise Sv4dError("choose one of --mesh (NeRF fits) or --ply (Gaussian fits)")
     if args.mesh and args.sh_degree:
         raise Sv4dError("--sh-degree is for --ply (Gaussian fits)")
+    tracked_only = [
+        f
+        for f, v in (
+            ("--faces", args.faces),
+            ("--reference-frame", args.reference_frame),
+            ("--texture", args.texture),
+            ("--texture-frames", args.texture_frames),
+            ("--texture-format", args.texture_format),
+        )
+        if v is not None
+    ]
+    if args.ply and (args.flipbook or tracked_only):
+        raise Sv4dError(f"{' '.join(tracked_only) or '--flipbook'} is for --mesh")
+    if args.flipbook and tracked_only:
+        raise Sv4dError(f"{' '.join(tracked_only)} is for the tracked mesh, not --flipbook")
     device = resolve_device(args.device)
     if args.mesh:
         paths = export_mesh(
@@ -36,6 +51,12 @@ def run(args: argparse.Namespace) -> int:
             fmt=args.format,
             grid=args.grid,
             threshold=args.threshold,
+            flipbook=args.flipbook,
+            faces=20000 if args.faces is None else args.faces,
+            reference_frame=args.reference_frame,
+            texture=1024 if args.texture is None else args.texture,
+            texture_frames=args.texture_frames or "reference",
+            texture_format=args.texture_format or "jpeg",
             device=device,
             overwrite=args.overwrite,
             progress=not args.quiet,
@@ -58,17 +79,28 @@ def run(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     e = sub.add_parser(
         "export",
-        help="export per-frame meshes (NeRF) or Gaussian PLY files",
+        help="export the animated mesh of a fit, or Gaussian PLY files",
         description=(
-            "--mesh: marching cubes on the NeRF density at each fitted frame, vertex colours from "
-            "the field; OBJ files, or GLB files plus sequence.glb (all frames as a flip-book "
-            "animation at the frames' times). --ply: the Gaussians at each frame in the usual 3D "
-            "Gaussian Splatting PLY layout."
+            "--mesh: one mesh that moves: a template (the surface at the reference frame, cleaned and "
+            "decimated to --faces triangles, UV-unwrapped, colour baked into a texture) carried through "
+            "every frame with the same vertices and faces — tracked onto the surface of each frame for a "
+            "NeRF fit, moved by the deformation field for a Gaussian fit. Writes animated.glb (a morph "
+            "target per frame, animated at the frames' times; opens in Blender as shape keys, three.js, "
+            "model-viewer), tracked_mesh.npz (per-frame vertex positions, faces, UVs) and report.json "
+            "(how well each frame follows the field's surface). --flipbook: marching cubes at every "
+            "frame instead (one mesh per frame plus sequence.glb). --ply: the Gaussians at each frame "
+            "in the 3D Gaussian Splatting PLY layout."
         ),
-        epilog="example: sv4d export outputs/fox_nerf/checkpoint.pt --mesh --format glb",
+        epilog=(
+            "examples:\n  sv4d export outputs/fox/checkpoint.pt --mesh\n"
+            "  sv4d export outputs/fox/checkpoint.pt --mesh --faces 50000 --texture 2048\n"
+            "  sv4d export outputs/fox/checkpoint.pt --mesh --flipbook --format obj\n"
+            "  sv4d export outputs/fox_gs/checkpoint.pt --ply --sh-degree 3"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     e.add_argument("checkpoint", metavar="CHECKPOINT", help="checkpoint.pt written by sv4d fit")
-    e.add_argument("--mesh", action="store_true", help="meshes from a NeRF fit")
+    e.add_argument("--mesh", action="store_true", help="the animated mesh (NeRF or Gaussian fits)")
     e.add_argument("--ply", action="store_true", help="PLY files from a Gaussian fit")
     add_out(e, "output folder (default: CHECKPOINT's folder/mesh or /ply)")
     add_overwrite(e, "--out")
@@ -81,7 +113,50 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="SEL",
         help="frames of the fitted set to export, e.g. 0-20:2 (default: every fitted frame)",
     )
-    e.add_argument("--format", choices=("glb", "obj"), default="glb", help="mesh format (default glb)")
+    e.add_argument(
+        "--format",
+        choices=("glb", "obj"),
+        default="glb",
+        help="glb (default); obj: with --flipbook OBJ files, else one OBJ per frame besides animated.glb",
+    )
+    e.add_argument(
+        "--faces",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="triangles of the tracked mesh (default 20000)",
+    )
+    e.add_argument(
+        "--reference-frame",
+        type=int,
+        default=None,
+        metavar="F",
+        help="fitted frame whose surface becomes the template (default: the first exported frame; NeRF fits)",
+    )
+    e.add_argument(
+        "--texture",
+        type=int,
+        default=None,
+        metavar="N",
+        help="texture size in texels (default 1024); 0: 8-bit vertex colours instead of a texture",
+    )
+    e.add_argument(
+        "--texture-frames",
+        choices=("reference", "all"),
+        default=None,
+        help="bake colour at the reference frame (default) or average it over the exported frames",
+    )
+    e.add_argument(
+        "--texture-format",
+        choices=("jpeg", "png"),
+        default=None,
+        help="texture encoding in the GLB: jpeg (default; quality 92, no chroma subsampling) or png (lossless)",
+    )
+    e.add_argument(
+        "--flipbook",
+        action="store_true",
+        help="marching cubes at every frame (a different mesh per frame) instead of one tracked mesh",
+    )
     e.add_argument(
         "--grid",
         type=positive_int,
@@ -94,7 +169,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--threshold",
         type=positive_float,
         default=None,
-        help="density level of the surface (default: one step through it is 50%% opaque)",
+        help="density level of the surface (default: NeRF, where one step through it is 29%% opaque, which matches "
+        "the rendered silhouettes; Gaussians, 0.5)",
     )
     e.add_argument(
         "--sh-degree",

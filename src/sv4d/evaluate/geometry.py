@@ -2,9 +2,10 @@
 
 The ground truth is a set's ``geometry.npz`` (``vertices`` (F, N, 3), ``faces`` (M, 3), the posed
 mesh of every frame in the set's world frame). The prediction is the folder written by
-``sv4d export --mesh`` (``mesh_frame_XXX.obj`` or ``.glb``, XXX = the frame's position in the
-set that was fitted, which must be the evaluated ground-truth set), read by
-:func:`sv4d.io.mesh.read_mesh`.
+``sv4d export --mesh``: the tracked mesh's ``tracked_mesh.npz`` (per-frame vertices, faces and the
+set frame numbers), or per-frame files ``mesh_frame_XXX.obj`` or ``.glb`` (``--flipbook``; XXX =
+the frame's position in the set that was fitted, which must be the evaluated ground-truth set),
+read by :func:`sv4d.io.mesh.read_mesh`.
 
 Both surfaces are sampled with ``samples`` points each, uniformly by area (a fixed seed), and
 for every frame the report gives
@@ -85,20 +86,41 @@ def chamfer_per_frame(
     d = Path(mesh_dir)
     if not d.is_dir():
         raise Sv4dError(f"mesh folder {d} does not exist (write it with sv4d export --mesh)")
+    tracked = _tracked(d / "tracked_mesh.npz")
     out = []
     for f in frames:
-        hits = [d / f"mesh_frame_{f:03d}.{ext}" for ext in ("obj", "glb")]
-        path = next((h for h in hits if h.is_file()), None)
-        if path is None:
-            raise Sv4dError(
-                f"{d} has no mesh for frame {f} (mesh_frame_{f:03d}.obj or .glb); "
-                "export every evaluated frame with sv4d export --mesh"
-            )
         if f >= len(gt_vertices):
             raise Sv4dError(f"geometry.npz has {len(gt_vertices)} frames, frame {f} was asked for")
-        pv, pf = read_mesh(path)
+        hits = [d / f"mesh_frame_{f:03d}.{ext}" for ext in ("obj", "glb")]
+        path = next((h for h in hits if h.is_file()), None)
+        if path is not None:
+            pv, pf = read_mesh(path)
+            name = path.name
+        elif tracked is not None and f in tracked[2]:
+            pv, pf, name = tracked[0][tracked[2].index(f)], tracked[1], f"tracked_mesh.npz[{f}]"
+        else:
+            raise Sv4dError(
+                f"{d} has no mesh for frame {f} (tracked_mesh.npz, mesh_frame_{f:03d}.obj or .glb); "
+                "export every evaluated frame with sv4d export --mesh"
+            )
         res = chamfer(
             sample_surface(pv, pf, samples, seed=f), sample_surface(gt_vertices[f], gt_faces, samples, seed=10_000 + f)
         )
-        out.append({"frame": f, "mesh": path.name, **res})
+        out.append({"frame": f, "mesh": name, **res})
     return out
+
+
+def _tracked(path: Path) -> tuple[np.ndarray, np.ndarray, list[int]] | None:
+    """(vertices (F, N, 3), faces (M, 3), set frame numbers) of a tracked_mesh.npz, or None."""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path) as z:
+            v, f, frames = np.asarray(z["vertices"], np.float64), np.asarray(z["faces"], np.int64), z["frames"]
+    except (OSError, KeyError, ValueError) as e:
+        raise Sv4dError(f"cannot read {path}: {e}") from None
+    if v.ndim != 3 or v.shape[-1] != 3 or f.ndim != 2 or f.shape[-1] != 3 or len(frames) != len(v):
+        raise Sv4dError(f"{path}: vertices must be (F, N, 3), faces (M, 3) and frames (F,)")
+    if len(f) and (f.min() < 0 or f.max() >= v.shape[1]):
+        raise Sv4dError(f"{path}: face indices out of range")
+    return v, f, [int(x) for x in frames]

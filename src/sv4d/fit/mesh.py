@@ -18,7 +18,7 @@ from ..errors import Sv4dError
 from ..io.arrays import as_numpy
 from ..io.mesh import Mesh
 
-__all__ = ["marching_cubes_mesh", "mesh_from_field"]
+__all__ = ["marching_cubes_mesh", "mesh_from_field", "fill_interior"]
 
 
 def _bounds3(bounds: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -79,6 +79,25 @@ def marching_cubes_mesh(density: np.ndarray, bounds: Any, threshold: float) -> M
     return Mesh((verts + lo).astype(np.float32), faces.astype(np.int32), None)
 
 
+def fill_interior(density: np.ndarray, threshold: float) -> np.ndarray:
+    """``density`` with every cavity (a region below ``threshold`` that no path through the
+    low-density cells links to the grid's border) raised above it: the solid the surface encloses,
+    so marching cubes gives its outer surface and no inner shells."""
+    from scipy import ndimage
+
+    outside = density <= threshold
+    label, _ = ndimage.label(outside)  # 6-connected pieces of the low-density region
+    border = np.unique(
+        np.concatenate([label[[0, -1]].ravel(), label[:, [0, -1]].ravel(), label[:, :, [0, -1]].ravel()])
+    )
+    cavity = outside & ~np.isin(label, border)
+    if not cavity.any():
+        return density
+    out = density.copy()
+    out[cavity] = max(2.0 * threshold, threshold + 1.0)
+    return out
+
+
 class _Grid:
     """Points of an (R, R, R) [ix, iy, iz] cell-corner grid over [-bound, bound]^3, by flat index
     ``(ix * R + iy) * R + iz``, generated a range at a time (world units, float32)."""
@@ -136,6 +155,7 @@ def mesh_from_field(
     threshold: float,
     chunk: int = 65536,
     device: torch.device | str | None = None,
+    solid: bool = False,
 ) -> Mesh:
     """Mesh a density field by sampling it on a grid and running marching cubes.
 
@@ -146,6 +166,7 @@ def mesh_from_field(
     threshold: iso level in density units.
     chunk: points per call of ``density_fn`` / ``color_fn``.
     device: where the query points are created (default CPU); results come back to CPU.
+    solid: fill the cavities inside the surface first (:func:`fill_interior`).
 
     Both functions run under ``torch.no_grad``. Grid points are generated chunk by chunk, so
     memory beyond the (R^3,) float32 density grid stays at O(chunk).
@@ -165,7 +186,10 @@ def mesh_from_field(
     grid = _Grid(resolution, bound, dev).points
     with torch.no_grad():
         dens = _call_chunked(density_fn, grid, total, chunk, 1, "density_fn")
-        mesh = marching_cubes_mesh(dens.reshape(resolution, resolution, resolution), (-bound, bound), threshold)
+        dens = dens.reshape(resolution, resolution, resolution)
+        if solid:
+            dens = fill_interior(dens, threshold)
+        mesh = marching_cubes_mesh(dens, (-bound, bound), threshold)
         if color_fn is not None:
             verts = torch.from_numpy(mesh.vertices)
 

@@ -8,7 +8,6 @@ is replaced only with ``overwrite``. ``frames`` are frame numbers of the fitted 
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,7 +22,7 @@ from ..io.atomic import atomic_folder
 from ..io.mesh import Mesh, write_glb, write_obj
 from ..io.multiview import read_multiview, write_multiview
 from ..io.ply import write_gaussian_ply
-from .mesh import mesh_from_field
+from .animate import FitSurface, export_animated, vertex_colours
 from .record import FitRecord
 from .render import render_grid, render_video
 from .run import load_fitted
@@ -131,33 +130,62 @@ def export_mesh(
     fmt: str = "glb",
     grid: int = 192,
     threshold: float | None = None,
+    flipbook: bool = False,
+    faces: int = 20000,
+    reference_frame: int | None = None,
+    texture: int = 1024,
+    texture_frames: str = "reference",
+    texture_format: str = "jpeg",
     device: str | torch.device = "cpu",
     overwrite: bool = False,
     progress: bool = True,
 ) -> list[Path]:
-    """Per-frame meshes of a NeRF fit (marching cubes on a ``grid``^3 sampling of the density, vertex
-    colours from the field) as OBJ or GLB; with GLB also ``sequence.glb`` holding every frame at
-    its time. Written into the folder ``out`` (default: the checkpoint's folder/mesh)."""
+    """The meshes of a fit, into the folder ``out`` (default: the checkpoint's folder/mesh).
+
+    By default one tracked mesh (:mod:`sv4d.fit.animate`): ``animated.glb`` (a template of about
+    ``faces`` triangles from the surface at ``reference_frame`` — default the first exported frame —
+    with a morph target per frame, a ``texture``-texel square texture, or 8-bit vertex colours with
+    ``texture=0``; JPEG, or ``texture_format="png"``), ``tracked_mesh.npz`` (the per-frame vertex
+    positions) and ``report.json``;
+    ``fmt="obj"`` adds one OBJ per frame of the same mesh.
+
+    ``flipbook``: marching cubes at every frame instead (``grid``^3 samples of the density, vertex
+    colours from the field), one file per frame as OBJ or GLB, with GLB also ``sequence.glb``
+    holding every frame at its time (a flip-book animation)."""
     if fmt not in ("glb", "obj"):
         raise Sv4dError(f"unknown mesh format {fmt!r}; use glb or obj")
+    if not flipbook and (faces < 100 or not (texture == 0 or 64 <= texture <= 8192)):
+        raise Sv4dError(
+            f"the face budget must be at least 100 and the texture 0 or 64..8192 texels, got {faces}, {texture}"
+        )
     out = Path(out) if out else Path(checkpoint).parent / "mesh"
     _check_free(out, overwrite)
     model, record = load_fitted(checkpoint, device)
-    if record.method != "nerf":
-        raise Sv4dError(
-            f"{checkpoint} is a {record.method} fit: meshes come from NeRF fits (export Gaussians with --ply)"
-        )
-    level = threshold if threshold is not None else math.log(2.0) / model.step_size
     positions = _frame_positions(frames, record)
+    if not flipbook:
+        return export_animated(
+            model,
+            record,
+            out,
+            positions,
+            faces=faces,
+            grid=grid,
+            threshold=threshold,
+            reference_frame=reference_frame,
+            texture=texture,
+            texture_frames=texture_frames,
+            texture_format=texture_format,
+            obj=fmt == "obj",
+            progress=progress,
+        )
+    surface = FitSurface(model, record.method, grid, threshold)
     unit, seconds = record.unit_times(), record.rig.times
     meshes: list[Mesh] = []
     names = []
     with atomic_folder(out) as tmp:
         for fi in tqdm(positions, desc="export", unit="frame", disable=not progress):
-            t = unit[fi]
-            mesh = mesh_from_field(
-                lambda p, t=t: model.density(p, t), lambda p, t=t: model.color(p, t), model.bound, grid, level
-            )
+            mesh = surface.surface(unit[fi])
+            mesh.colors = np.clip(vertex_colours(mesh.vertices, surface.color_fn(unit[fi])), 0, 1)
             meshes.append(mesh)
             name = f"mesh_frame_{record.frames[fi]:03d}.{fmt}"
             (write_glb(tmp / name, [mesh]) if fmt == "glb" else write_obj(tmp / name, mesh))
@@ -208,8 +236,8 @@ def export_ply(
 
 
 def export(checkpoint: str | os.PathLike, out: str | os.PathLike | None = None, **options) -> list[Path]:
-    """What ``sv4d export`` writes by default for a fit: meshes (:func:`export_mesh`) for a NeRF,
-    PLY files (:func:`export_ply`) for 4D Gaussians; ``options`` go to that function."""
+    """What ``sv4d export`` writes by default for a fit: the animated mesh (:func:`export_mesh`) for
+    a NeRF, PLY files (:func:`export_ply`) for 4D Gaussians; ``options`` go to that function."""
     from .optimize import load_checkpoint
 
     method = load_checkpoint(checkpoint)["method"]

@@ -4,7 +4,7 @@
   version 2, total length), a JSON chunk padded with spaces to 4 bytes, an optional BIN chunk
   padded with zeros to 4 bytes (all little-endian);
 * :class:`GlbBuilder`: lays numpy arrays out, 4-byte aligned, as the BIN chunk with one
-  bufferView and one accessor each;
+  bufferView and one accessor each (raw bytes, such as an embedded PNG, with a bufferView only);
 * :func:`decode_elements`: the elements of one accessor from a bufferView's bytes (byteStride,
   and the 4-byte column padding of small-component matrices), shared with the full glTF reader
   :mod:`sv4d.data.gltf.reader`;
@@ -54,6 +54,8 @@ COMPONENT_DTYPES = {
 TYPE_WIDTHS = {"SCALAR": 1, "VEC2": 2, "VEC3": 3, "VEC4": 4, "MAT2": 4, "MAT3": 9, "MAT4": 16}
 # bufferView targets
 ARRAY_BUFFER, ELEMENT_ARRAY_BUFFER = 34962, 34963
+# texture sampler filters and wrap mode
+LINEAR, LINEAR_MIPMAP_LINEAR, CLAMP_TO_EDGE = 9729, 9987, 33071
 
 
 # ---------------------------------------------------------------------------------------------
@@ -147,11 +149,9 @@ class GlbBuilder:
         self.views: list[dict] = []
         self.accessors: list[dict] = []
 
-    def add(self, data: np.ndarray, component: int, kind: str, target: int | None = None, minmax: bool = False) -> int:
-        """Append ``data`` (count, ...) — already of the dtype ``component`` names — as one
-        bufferView (with ``target`` when given) and one accessor of type ``kind`` ("VEC3", ...);
-        ``minmax`` records the per-component min and max."""
-        raw = np.ascontiguousarray(data).astype(data.dtype.newbyteorder("<"), copy=False).tobytes()
+    def add_view(self, raw: bytes, target: int | None = None) -> int:
+        """Append ``raw`` (4-byte aligned) as one bufferView (with ``target`` when given); returns
+        the view's index. An embedded image is stored this way, without an accessor."""
         pad = (-self.size) % 4
         if pad:
             self.blobs.append(b"\x00" * pad)
@@ -162,12 +162,30 @@ class GlbBuilder:
         self.blobs.append(raw)
         self.size += len(raw)
         self.views.append(view)
+        return len(self.views) - 1
+
+    def add(
+        self,
+        data: np.ndarray,
+        component: int,
+        kind: str,
+        target: int | None = None,
+        minmax: bool = False,
+        normalized: bool = False,
+    ) -> int:
+        """Append ``data`` (count, ...) — already of the dtype ``component`` names — as one
+        bufferView (with ``target`` when given) and one accessor of type ``kind`` ("VEC3", ...);
+        ``minmax`` records the per-component min and max, ``normalized`` marks integers that
+        stand for [0, 1] (unsigned) or [-1, 1] (signed)."""
+        raw = np.ascontiguousarray(data).astype(data.dtype.newbyteorder("<"), copy=False).tobytes()
         acc: dict[str, Any] = {
-            "bufferView": len(self.views) - 1,
+            "bufferView": self.add_view(raw, target),
             "componentType": component,
             "count": int(data.shape[0]),
             "type": kind,
         }
+        if normalized:
+            acc["normalized"] = True
         if minmax:
             d = data.reshape(data.shape[0], -1)
             acc["min"] = [float(x) for x in d.min(0)]
@@ -215,10 +233,12 @@ def decode_elements(data: bytes, offset: int, component: int, kind: str, count: 
     return np.ascontiguousarray(raw).view(dt).reshape(count, rows * cols)
 
 
-def read_accessor(glb: Glb, index: int) -> np.ndarray:
-    """Accessor ``index`` of a parsed GLB as (count, width) in its component dtype (a copy;
-    not normalised). Only accessors with a bufferView into the BIN chunk (buffer 0) are read;
-    sparse accessors and external buffers raise :class:`Sv4dError`, as does anything missing."""
+def read_accessor(glb: Glb, index: int, normalize: bool = False) -> np.ndarray:
+    """Accessor ``index`` of a parsed GLB as (count, width) in its component dtype (a copy).
+    ``normalize``: integers the accessor marks ``normalized`` come back as float32 in [0, 1]
+    (unsigned) or [-1, 1] (signed), as the specification defines them. Only accessors with a
+    bufferView into the BIN chunk (buffer 0) are read; sparse accessors and external buffers
+    raise :class:`Sv4dError`, as does anything missing."""
     where = f"{glb.name}: accessor {index}"
     try:
         acc = glb.doc["accessors"][index]
@@ -238,8 +258,11 @@ def read_accessor(glb: Glb, index: int) -> np.ndarray:
     if end > len(glb.binary):
         raise Sv4dError(f"{glb.name}: bufferView {view_index} runs past the end of the binary chunk")
     try:
-        return decode_elements(
+        out = decode_elements(
             glb.binary[start:end], int(acc.get("byteOffset", 0)), component, kind, count, view.get("byteStride")
         )
     except ValueError as e:
         raise Sv4dError(f"{where} runs past the end of bufferView {view_index} ({e})") from None
+    if normalize and acc.get("normalized") and component != FLOAT:
+        out = np.maximum(out.astype(np.float32) / np.iinfo(out.dtype).max, np.float32(-1.0))
+    return out

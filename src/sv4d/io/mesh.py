@@ -1,14 +1,17 @@
 """Triangle meshes on disk: the :class:`Mesh` record, OBJ writing and reading, GLB writing (one
-mesh, or a whole sequence as one flip-book animation) and :func:`read_mesh` (OBJ or sv4d GLB).
+mesh, or a whole sequence as one flip-book animation; one mesh of fixed topology moving through
+morph targets is :mod:`sv4d.io.animated_glb`'s, on the helpers here) and :func:`read_mesh` (OBJ
+or sv4d GLB).
 
 Conventions
 -----------
 * World units are those of the producer (a fit's scene lives in ``[-bound, bound]^3``).
 * Mesh faces wind counter-clockwise seen from outside, so face normals point outward.
 * Mesh colours are display (sRGB-encoded) values in [0, 1], as in OBJ and PLY files.
-  glTF defines ``COLOR_0`` as *linear*, so :func:`write_glb` converts them; its material is
-  white and unlit (``KHR_materials_unlit``, with a matte non-metal fallback), since colours
-  baked from a radiance field already contain their shading.
+  glTF defines ``COLOR_0`` as *linear*, so the GLB writers convert them (to 8-bit normalised
+  values); the material is then unlit (``KHR_materials_unlit``, with a matte non-metal
+  fallback), since colours baked from a radiance field already contain their shading. A
+  texture is an sRGB image embedded as PNG; texture coordinates follow glTF (origin top-left).
 * Every file is written through :func:`sv4d.io.atomic.atomic_file`: a failed write leaves
   no partial file behind and keeps an existing file as it was.
 * The GLB container is :mod:`sv4d.io.glb`'s; reading needs no pygltflib.
@@ -16,6 +19,7 @@ Conventions
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,15 +27,21 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from ..errors import Sv4dError
 from .arrays import as_numpy
 from .atomic import atomic_file
 from .glb import (
     ARRAY_BUFFER,
+    CLAMP_TO_EDGE,
     ELEMENT_ARRAY_BUFFER,
     FLOAT,
+    LINEAR,
+    LINEAR_MIPMAP_LINEAR,
+    UNSIGNED_BYTE,
     UNSIGNED_INT,
+    UNSIGNED_SHORT,
     GlbBuilder,
     pack_glb,
     read_accessor,
@@ -157,7 +167,7 @@ def _read_obj(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 # ---------------------------------------------------------------------------------------------
-# GLB
+# GLB: the pieces both writers share
 
 
 def _srgb_to_linear(c: np.ndarray) -> np.ndarray:
@@ -165,23 +175,103 @@ def _srgb_to_linear(c: np.ndarray) -> np.ndarray:
     return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4).astype(np.float32)
 
 
-def _check_times(times: Any, n: int) -> np.ndarray:
-    """Frame start times (n,) plus an end time -> (n + 1,) float32 seconds."""
+def _color_u8(c: np.ndarray) -> np.ndarray:
+    """(N, 3) sRGB colours in [0, 1] -> (N, 4) uint8 COLOR_0 (read as normalised): the *linear*
+    value quantised to 8 bits, alpha 255. VEC4 keeps every element 4-byte aligned."""
+    out = np.full((len(c), 4), 255, np.uint8)
+    out[:, :3] = np.rint(_srgb_to_linear(c).astype(np.float64) * 255.0)
+    return out
+
+
+def _check_times(times: Any, n: int, item: str = "mesh", hold_last: bool = True) -> np.ndarray:
+    """Start times of ``n`` items, optionally plus an end time -> float32 seconds, (n,) or
+    (n + 1,); ``hold_last`` adds the missing end time (the last item lasts as long as the one
+    before it) when there are at least two items."""
     t = as_numpy(times, "times").astype(np.float64).reshape(-1)
     if len(t) not in (n, n + 1):
         raise Sv4dError(
-            f"times must give one start time per mesh ({n}), optionally plus an end time ({n + 1}); got {len(t)}"
+            f"times must give one start time per {item} ({n}), optionally plus an end time ({n + 1}); got {len(t)}"
         )
     if not np.isfinite(t).all() or t[0] < 0:
         raise Sv4dError(f"times must be finite seconds >= 0, got {t.tolist()}")
     if len(t) > 1 and not (np.diff(t) > 0).all():
         raise Sv4dError(f"times must be strictly increasing, got {t.tolist()}")
-    if len(t) == n and n >= 2:  # hold the last frame as long as the one before it
+    if hold_last and len(t) == n and n >= 2:
         t = np.append(t, t[-1] + (t[-1] - t[-2]))
     t32 = t.astype(np.float32)
     if not (np.diff(t32) > 0).all():
         raise Sv4dError(f"times are too close together to stay increasing in float32: {t.tolist()}")
     return t32
+
+
+def _add_primitive(b: GlbBuilder, mesh: Mesh, uv: np.ndarray | None = None, short_indices: bool = False) -> dict:
+    """Store ``mesh`` (and ``uv``, (N, 2) float32) in ``b``; the glTF primitive using material 0.
+
+    POSITION (with min/max), NORMAL (smooth, area weighted), COLOR_0 (:func:`_color_u8`) when
+    the mesh has colours, TEXCOORD_0 when ``uv`` is given; UNSIGNED_INT indices, or
+    UNSIGNED_SHORT with ``short_indices`` when no index reaches 65535 (the restart value)."""
+    attrs = {
+        "POSITION": b.add(mesh.vertices, FLOAT, "VEC3", ARRAY_BUFFER, minmax=True),
+        "NORMAL": b.add(mesh.vertex_normals(), FLOAT, "VEC3", ARRAY_BUFFER),
+    }
+    if mesh.colors is not None:
+        attrs["COLOR_0"] = b.add(_color_u8(mesh.colors), UNSIGNED_BYTE, "VEC4", ARRAY_BUFFER, normalized=True)
+    if uv is not None:
+        attrs["TEXCOORD_0"] = b.add(uv, FLOAT, "VEC2", ARRAY_BUFFER)
+    small = short_indices and len(mesh.vertices) <= 65535
+    flat = mesh.faces.reshape(-1).astype(np.uint16 if small else np.uint32)
+    idx = b.add(flat, UNSIGNED_SHORT if small else UNSIGNED_INT, "SCALAR", ELEMENT_ARRAY_BUFFER)
+    return {"attributes": attrs, "indices": idx, "material": 0, "mode": 4}
+
+
+#: how an embedded texture is encoded: "png" (lossless) or "jpeg" (quality 92, no chroma
+#: subsampling: about a third of the bytes for a baked texture)
+IMAGE_FORMATS = {"png": "image/png", "jpeg": "image/jpeg"}
+
+
+def _add_material(
+    gltf: dict, b: GlbBuilder, unlit: bool, texture: np.ndarray | None = None, image_format: str = "png"
+) -> None:
+    """Give ``gltf`` its one material: white, matte and non-metal; unlit (KHR_materials_unlit,
+    the lit values its fallback) when the surface carries baked colours; with ``texture``
+    ((H, W, 3) uint8 sRGB) embedded as ``image_format`` as the base colour, read through TEXCOORD_0."""
+    pbr: dict[str, Any] = {"baseColorFactor": [1.0, 1.0, 1.0, 1.0], "metallicFactor": 0.0, "roughnessFactor": 1.0}
+    name = "texture" if texture is not None else "vertex_color" if unlit else "white"
+    material: dict[str, Any] = {"name": name, "pbrMetallicRoughness": pbr, "doubleSided": False}
+    if texture is not None:
+        if image_format not in IMAGE_FORMATS:
+            raise Sv4dError(f"unknown texture format {image_format!r}; use one of {sorted(IMAGE_FORMATS)}")
+        encoded = io.BytesIO()
+        if image_format == "png":
+            Image.fromarray(texture).save(encoded, "PNG")  # (H, W, 3) uint8: RGB
+        else:
+            Image.fromarray(texture).save(encoded, "JPEG", quality=92, subsampling=0)
+        view = b.add_view(encoded.getvalue())
+        gltf["images"] = [{"name": "texture", "bufferView": view, "mimeType": IMAGE_FORMATS[image_format]}]
+        gltf["samplers"] = [
+            {"magFilter": LINEAR, "minFilter": LINEAR_MIPMAP_LINEAR, "wrapS": CLAMP_TO_EDGE, "wrapT": CLAMP_TO_EDGE}
+        ]
+        gltf["textures"] = [{"sampler": 0, "source": 0}]
+        pbr["baseColorTexture"] = {"index": 0, "texCoord": 0}
+    if unlit:
+        material["extensions"] = {"KHR_materials_unlit": {}}
+        gltf["extensionsUsed"] = ["KHR_materials_unlit"]
+    gltf["materials"] = [material]
+
+
+def _save_glb(path: str | os.PathLike, gltf: dict, b: GlbBuilder) -> None:
+    """Complete ``gltf`` (nodes, meshes, ...) with the asset, a scene of node 0 and ``b``'s
+    accessors, views and buffer; write it atomically."""
+    bin_chunk = b.binary()
+    doc = {"asset": {"version": "2.0", "generator": "sv4d"}, "scene": 0, "scenes": [{"nodes": [0]}], **gltf}
+    doc.update(accessors=b.accessors, bufferViews=b.views, buffers=[{"byteLength": len(bin_chunk)}])
+    data = pack_glb(doc, bin_chunk)
+    with atomic_file(path) as tmp:
+        _write_bytes(tmp, data)
+
+
+# ---------------------------------------------------------------------------------------------
+# GLB: a mesh, or a flip-book of meshes
 
 
 def write_glb(path: str | os.PathLike, meshes: Sequence[Mesh], times: Sequence[float] | None = None) -> None:
@@ -190,15 +280,15 @@ def write_glb(path: str | os.PathLike, meshes: Sequence[Mesh], times: Sequence[f
     One mesh: a scene with a single node. Several meshes: a flip-book — one node per frame
     under a root node, and one animation whose STEP scale channels show node k (scale 1)
     during [times[k], times[k+1]) and hide it (scale 0) otherwise. Outside the animation
-    only the first frame shows.
+    only the first frame shows. (One mesh moving with fixed topology: :func:`write_animated_glb`.)
 
     times: seconds, strictly increasing, >= 0 — one start time per mesh, optionally plus the
         end time of the last frame (by default it lasts as long as the one before it).
         Required for several meshes; with one mesh it is only checked.
 
-    Each primitive has POSITION (with min/max), NORMAL (smooth, area weighted), COLOR_0
-    (float VEC3, linear — converted from the meshes' sRGB colours) when the mesh has colours,
-    and UNSIGNED_INT indices.
+    Each primitive has POSITION (with min/max), NORMAL (smooth, area weighted), COLOR_0 when
+    the mesh has colours (normalised UNSIGNED_BYTE VEC4: the *linear* value of the sRGB colour
+    quantised to 8 bits, alpha 255), and UNSIGNED_INT indices.
     """
     meshes = list(meshes)
     if not meshes:
@@ -214,40 +304,14 @@ def write_glb(path: str | os.PathLike, meshes: Sequence[Mesh], times: Sequence[f
     key_times = _check_times(times, len(meshes)) if times is not None else None
 
     b = GlbBuilder()
-    gltf_meshes = []
-    for i, m in enumerate(meshes):
-        attrs = {
-            "POSITION": b.add(m.vertices, FLOAT, "VEC3", ARRAY_BUFFER, minmax=True),
-            "NORMAL": b.add(m.vertex_normals(), FLOAT, "VEC3", ARRAY_BUFFER),
-        }
-        if m.colors is not None:
-            attrs["COLOR_0"] = b.add(_srgb_to_linear(m.colors), FLOAT, "VEC3", ARRAY_BUFFER)
-        idx = b.add(m.faces.astype(np.uint32).reshape(-1), UNSIGNED_INT, "SCALAR", ELEMENT_ARRAY_BUFFER)
-        gltf_meshes.append(
-            {
-                "name": f"frame_{i:04d}" if animated else "mesh",
-                "primitives": [{"attributes": attrs, "indices": idx, "material": 0, "mode": 4}],
-            }
-        )
-
-    unlit = all(m.colors is not None for m in meshes)
-    material: dict[str, Any] = {
-        "name": "vertex_color" if unlit else "white",
-        "pbrMetallicRoughness": {
-            "baseColorFactor": [1.0, 1.0, 1.0, 1.0],
-            "metallicFactor": 0.0,
-            "roughnessFactor": 1.0,
-        },
-        "doubleSided": False,
-    }
-    gltf: dict[str, Any] = {"asset": {"version": "2.0", "generator": "sv4d"}, "scene": 0}
-    if unlit:
-        material["extensions"] = {"KHR_materials_unlit": {}}
-        gltf["extensionsUsed"] = ["KHR_materials_unlit"]
-
+    gltf_meshes = [
+        {"name": f"frame_{i:04d}" if animated else "mesh", "primitives": [_add_primitive(b, m)]}
+        for i, m in enumerate(meshes)
+    ]
+    gltf: dict[str, Any] = {}
+    _add_material(gltf, b, unlit=all(m.colors is not None for m in meshes))
     if not animated:
         nodes = [{"name": "mesh", "mesh": 0}]
-        gltf["scenes"] = [{"nodes": [0]}]
     else:
         n = len(meshes)
         nodes = [{"name": "sequence", "children": list(range(1, n + 1))}]
@@ -263,21 +327,13 @@ def write_glb(path: str | os.PathLike, meshes: Sequence[Mesh], times: Sequence[f
                 vis[n] = 1.0  # the end key keeps the last frame showing
             samplers.append({"input": t_acc, "output": b.add(vis, FLOAT, "VEC3"), "interpolation": "STEP"})
             channels.append({"sampler": k, "target": {"node": k + 1, "path": "scale"}})
-        gltf["scenes"] = [{"nodes": [0]}]
         gltf["animations"] = [{"name": "sequence", "samplers": samplers, "channels": channels}]
+    gltf.update(nodes=nodes, meshes=gltf_meshes)
+    _save_glb(path, gltf, b)
 
-    bin_chunk = b.binary()
-    gltf.update(
-        nodes=nodes,
-        meshes=gltf_meshes,
-        materials=[material],
-        accessors=b.accessors,
-        bufferViews=b.views,
-        buffers=[{"byteLength": len(bin_chunk)}],
-    )
-    data = pack_glb(gltf, bin_chunk)
-    with atomic_file(path) as tmp:
-        _write_bytes(tmp, data)
+
+# ---------------------------------------------------------------------------------------------
+# GLB: one mesh of fixed topology moving through morph targets
 
 
 def _read_glb(path: Path) -> tuple[np.ndarray, np.ndarray]:

@@ -4,7 +4,7 @@ OUT/
     run.json         the options of every stage, which stages are done, seconds per stage
     views/           the multi-view video set (`sv4d generate`; view 0 = the preprocessed input)
     fit/             the fitted 4D representation (`sv4d fit`: checkpoint.pt, fit.json, videos)
-    export/          mesh/*.glb (NeRF fits) or ply/*.ply (Gaussian fits) (`sv4d export`)
+    export/          mesh/animated.glb (NeRF fits) or ply/*.ply (Gaussian fits) (`sv4d export`)
     page/            the viewer's images (renders of the fit over azimuths, elevations and time)
     index.html       the page: the input, the generated views, the turnable 4D asset, links, settings
 
@@ -261,15 +261,25 @@ def _export(out: Path, opts: RunOptions, device, progress: bool) -> dict[str, An
     from ..fit.outputs import export_mesh, export_ply
 
     ck = out / "fit" / "checkpoint.pt"
+    note = None
     try:
         if opts.method == "nerf":
-            files = export_mesh(ck, _export_dir(out, opts), grid=opts.grid, device=device, progress=progress)
+            try:
+                files = export_mesh(ck, _export_dir(out, opts), grid=opts.grid, device=device, progress=progress)
+            except Sv4dError as e:  # a surface one mesh cannot follow: one mesh per frame instead
+                note = f"per-frame meshes (--flipbook): {e}"
+                files = export_mesh(
+                    ck, _export_dir(out, opts), grid=opts.grid, flipbook=True, device=device, progress=progress
+                )
         else:
             files = export_ply(ck, _export_dir(out, opts), device=device, progress=progress)
     except Sv4dError as e:  # e.g. a fit with no surface: the page is still worth having
         _export_dir(out, opts).mkdir(parents=True, exist_ok=True)
         return {"files": [], "note": f"nothing exported: {e}"}
-    return {"files": [str(p.relative_to(out)) for p in files]}
+    result: dict[str, Any] = {"files": [str(p.relative_to(out)) for p in files]}
+    if note:
+        result["note"] = note
+    return result
 
 
 def _export_dir(out: Path, opts: RunOptions) -> Path:
