@@ -99,6 +99,14 @@ def gltf_validator_folder() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "sv4d" / "node"
 
 
+def skip_unless_required(why: str, require: str) -> None:
+    """Skip the test for a missing tool — or fail it when the environment variable ``require`` is
+    set (as .ci/run sets SV4D_REQUIRE_VALIDATOR and SV4D_REQUIRE_BROWSER, having installed them)."""
+    if os.environ.get(require, "") not in ("", "0"):
+        pytest.fail(f"required here ({require}): {why}")
+    pytest.skip(why)
+
+
 def gltf_validate(path: str | os.PathLike) -> dict:
     """The Khronos glTF validator's report on the glTF/GLB file ``path`` (its JSON as a dict:
     ``report["issues"]`` has numErrors, numWarnings, ... and ``messages``).
@@ -118,9 +126,7 @@ def gltf_validate(path: str | os.PathLike) -> dict:
             f"gltf-validator@{VALIDATOR_VERSION}` (or SV4D_GLTF_VALIDATOR naming a folder with "
             "node_modules/gltf-validator)"
         )
-        if os.environ.get("SV4D_REQUIRE_VALIDATOR") == "1":
-            pytest.fail(why)
-        pytest.skip(why)
+        skip_unless_required(why, "SV4D_REQUIRE_VALIDATOR")
     script = Path(__file__).parent / "gltf_validate.mjs"
     run = subprocess.run([node, str(script), str(path), str(folder)], capture_output=True, text=True, timeout=300)
     if run.returncode != 0:
@@ -168,9 +174,7 @@ def chromium(*flags: str):
     if not (browser and driver):
         missing = "no chromium/chromedriver (apt-get install chromium chromium-driver)"
     if missing:
-        if os.environ.get("SV4D_REQUIRE_BROWSER"):
-            pytest.fail(f"a browser is required here: {missing}")
-        pytest.skip(missing)
+        skip_unless_required(missing, "SV4D_REQUIRE_BROWSER")
     opts = Options()
     opts.binary_location = browser
     for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1200,1000"):

@@ -13,7 +13,6 @@ from __future__ import annotations
 import functools
 import http.server
 import io
-import os
 import shutil
 import threading
 import time
@@ -23,7 +22,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import WEBGL_FLAGS, chromium, gltf_validator_folder
+from conftest import WEBGL_FLAGS, chromium, gltf_validator_folder, skip_unless_required
 from sv4d.io.animated_glb import write_animated_glb
 
 THREE_VERSION = "0.187.0"
@@ -91,9 +90,7 @@ def _viewer_packages() -> Path:
             f"~/.cache/sv4d/node three@{THREE_VERSION} @google/model-viewer@{MODEL_VIEWER_VERSION}` "
             "(or SV4D_GLTF_VALIDATOR naming a folder with node_modules/three and node_modules/@google/model-viewer)"
         )
-        if os.environ.get("SV4D_REQUIRE_VALIDATOR") == "1":
-            pytest.fail(why)
-        pytest.skip(why)
+        skip_unless_required(why, "SV4D_REQUIRE_VALIDATOR")
     return modules
 
 
