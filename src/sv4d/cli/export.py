@@ -81,15 +81,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         "export",
         help="export the animated mesh of a fit, or Gaussian PLY files",
         description=(
-            "--mesh: one mesh that moves: a template (the surface at the reference frame, cleaned and "
-            "decimated to --faces triangles, UV-unwrapped, colour baked into a texture) carried through "
-            "every frame with the same vertices and faces — tracked onto the surface of each frame for a "
-            "NeRF fit, moved by the deformation field for a Gaussian fit. Writes animated.glb (a morph "
-            "target per frame, animated at the frames' times; opens in Blender as shape keys, three.js, "
-            "model-viewer), tracked_mesh.npz (per-frame vertex positions, faces, UVs) and report.json "
-            "(how well each frame follows the field's surface). --flipbook: marching cubes at every "
-            "frame instead (one mesh per frame plus sequence.glb). --ply: the Gaussians at each frame "
-            "in the 3D Gaussian Splatting PLY layout."
+            "--mesh: one mesh that moves. A template (the surface at the reference frame, cleaned,\n"
+            "decimated to --faces triangles, UV-unwrapped, colour baked into a texture) is carried\n"
+            "through every frame with the same vertices and faces: tracked onto the surface of each\n"
+            "frame for a NeRF fit, moved by the deformation field for a Gaussian fit. Writes\n"
+            "  animated.glb      a morph target per frame, animated at the frames' times (Blender\n"
+            "                    shape keys, three.js, model-viewer)\n"
+            "  tracked_mesh.npz  per-frame vertex positions, faces, UVs\n"
+            "  report.json       how well each frame follows the field's surface\n"
+            "--flipbook: marching cubes at every frame instead (one mesh per frame plus sequence.glb).\n"
+            "--ply: the Gaussians at each frame in the 3D Gaussian Splatting PLY layout."
         ),
         epilog=(
             "examples:\n  sv4d export outputs/fox/checkpoint.pt --mesh\n"
