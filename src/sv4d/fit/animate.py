@@ -31,7 +31,7 @@ from ..errors import Sv4dError
 from ..io.animated_glb import write_animated_glb
 from ..io.atomic import atomic_folder
 from ..io.mesh import Mesh, write_obj
-from .mesh import _call_chunked, fill_interior, marching_cubes_mesh, mesh_from_field
+from .mesh import eval_points, fill_interior, marching_cubes_mesh, mesh_from_field, point_colors
 from .tracking import (
     FrameReport,
     TrackingOptions,
@@ -49,7 +49,6 @@ __all__ = [
     "animate_fit",
     "write_animated",
     "export_animated",
-    "vertex_colours",
     "REFUSE_P95",
     "REFUSE_UNCOVERED",
 ]
@@ -99,19 +98,9 @@ class FitSurface:
             m = self.model
             mesh = mesh_from_field(lambda p: m.density(p, t), None, self.bound, self.grid, self.level, solid=True)
         else:
-            g = self.model.deformed(t) if t is not None else self._canonical()
+            g = self.model.deformed(t) if t is not None else self.model.canonical()
             mesh = self._gaussian_mesh(g)
         return clean_mesh(mesh)
-
-    def _canonical(self) -> dict[str, torch.Tensor]:
-        p = self.model.params
-        return {
-            "means": p["means"],
-            "quats": p["quats"],
-            "log_scales": p["log_scales"],
-            "opacities": torch.sigmoid(p["opacity_logits"]),
-            "colors": torch.sigmoid(p["color_logits"]),
-        }
 
     def color_fn(self, t: float | None) -> Callable[[torch.Tensor], torch.Tensor]:
         """Points (P, 3) -> sRGB (P, 3) at unit time t (Gaussians: None = in the canonical space)."""
@@ -120,7 +109,7 @@ class FitSurface:
         from .gaussians.surface import colors_near
 
         with torch.no_grad():
-            g = self._canonical() if t is None else self.model.deformed(t)
+            g = self.model.canonical() if t is None else self.model.deformed(t)
         return lambda p: colors_near(p, g["means"], g["quats"], g["log_scales"], g["opacities"], g["colors"])
 
     @torch.no_grad()
@@ -129,10 +118,9 @@ class FitSurface:
         m = self.model
         if m.static:
             return canonical.copy()
-        dev = m.params["means"].device
-        x = torch.from_numpy(np.ascontiguousarray(canonical, np.float32)).to(dev)
-        out = _call_chunked(lambda p: m.deform(p, t)[0], lambda a, b: x[a:b], len(x), 65536, 3, "deformation")
-        return canonical + out
+        return canonical + eval_points(
+            lambda p: m.deform(p, t)[0], canonical, 3, "deformation", device=m.params["means"].device
+        )
 
 
 @dataclass
@@ -189,32 +177,25 @@ def animate_fit(
     nf = len(frames)
     if nf == 0:
         raise Sv4dError("no frames to export")
+    ref = None if surface.canonical else reference
+    if ref is not None and not 0 <= ref < nf:
+        raise Sv4dError(f"the reference frame must be one of the exported frames {list(frames)}")
     bar = tqdm(total=nf + 1, desc="tracked mesh", unit="frame", disable=not progress)
     try:
-        if surface.canonical:
-            before = surface.surface(None)
-            template = relax_mesh(decimate_mesh(before, faces), before)
-            bar.update(1)
-            verts = []
-            reports = []
+        before = surface.surface(None if ref is None else unit_times[ref])
+        template = relax_mesh(decimate_mesh(before, faces), before)
+        bar.update(1)
+        if ref is None:  # moved by the deformation field
             diag = float(np.linalg.norm(np.ptp(template.vertices, axis=0)))
+            verts, reports = [], []
             for t in unit_times:
                 v = surface.moved(template.vertices.astype(np.float64), t)
                 verts.append(v)
                 reports.append(surface_report(v, template.faces, surface.surface(t), diag))
                 bar.update(1)
             vertices = np.stack(verts).astype(np.float32)
-            ref = None
-        else:
-            if not 0 <= reference < nf:
-                raise Sv4dError(f"the reference frame must be one of the exported frames {list(frames)}")
-            before = surface.surface(unit_times[reference])
-            template = relax_mesh(decimate_mesh(before, faces), before)
-            bar.update(1)
-            vertices, reports = track_surfaces(
-                template, surface.surface, unit_times, reference, options, progress=bar.update
-            )
-            ref = reference
+        else:  # tracked onto the surface of every frame
+            vertices, reports = track_surfaces(template, surface.surface, unit_times, ref, options, progress=bar.update)
     finally:
         bar.close()
     t = np.asarray(seconds, np.float64)
@@ -283,9 +264,9 @@ def write_animated(
         )
         arrays.update(uv=layout.uv, uv_vertex=layout.vmap.astype(np.int32), uv_faces=layout.faces)
     else:
-        cols = np.mean([vertex_colours(v, fn) for v, fn in colour_frames], axis=0)
-        write_animated_glb(out / "animated.glb", anim.vertices, anim.faces, anim.times, colors=np.clip(cols, 0, 1))
-        arrays["colors"] = np.clip(cols, 0, 1).astype(np.float32)
+        cols = np.mean([point_colors(fn, v) for v, fn in colour_frames], axis=0)
+        write_animated_glb(out / "animated.glb", anim.vertices, anim.faces, anim.times, colors=cols)
+        arrays["colors"] = cols.astype(np.float32)
     np.savez_compressed(out / "tracked_mesh.npz", **arrays)
     if obj:
         for k, f in enumerate(anim.frames):
@@ -309,12 +290,6 @@ def write_animated(
     }
     (out / "report.json").write_text(json.dumps(report, indent=1))
     return names
-
-
-def vertex_colours(positions: np.ndarray, color_fn: Callable[[torch.Tensor], torch.Tensor]) -> np.ndarray:
-    pts = torch.from_numpy(np.ascontiguousarray(positions, np.float32))
-    with torch.no_grad():
-        return _call_chunked(color_fn, lambda a, b: pts[a:b], len(pts), 65536, 3, "colour")
 
 
 def export_animated(

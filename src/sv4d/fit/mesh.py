@@ -18,7 +18,7 @@ from ..errors import Sv4dError
 from ..io.arrays import as_numpy
 from ..io.mesh import Mesh
 
-__all__ = ["marching_cubes_mesh", "mesh_from_field", "fill_interior"]
+__all__ = ["marching_cubes_mesh", "mesh_from_field", "fill_interior", "eval_points", "point_colors"]
 
 
 def _bounds3(bounds: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -147,6 +147,36 @@ def _call_chunked(
     return out
 
 
+def eval_points(
+    fn: Callable[[torch.Tensor], torch.Tensor],
+    points: np.ndarray,
+    width: int,
+    name: str,
+    chunk: int = 65536,
+    device: torch.device | str | None = None,
+) -> np.ndarray:
+    """``fn`` on the (P, 3) world points ``points``, ``chunk`` at a time on ``device`` (default CPU),
+    under ``torch.no_grad`` -> (P, width) float32 (``name`` is how errors call ``fn``)."""
+    pts = torch.from_numpy(np.ascontiguousarray(points, np.float32))
+    dev = torch.device(device) if device is not None else torch.device("cpu")
+    with torch.no_grad():
+        return _call_chunked(fn, lambda a, b: pts[a:b].to(dev), len(pts), int(chunk), width, name)
+
+
+def point_colors(
+    color_fn: Callable[[torch.Tensor], torch.Tensor],
+    points: np.ndarray,
+    chunk: int = 65536,
+    device: torch.device | str | None = None,
+) -> np.ndarray:
+    """(P, 3) sRGB colours in [0, 1] (clipped) of ``color_fn`` at ``points``; raises
+    :class:`Sv4dError` where it returns NaN or infinity."""
+    cols = eval_points(color_fn, points, 3, "color_fn", chunk, device)
+    if not np.isfinite(cols).all():
+        raise Sv4dError("color_fn returned NaN or infinity")
+    return np.clip(cols, 0.0, 1.0)
+
+
 def mesh_from_field(
     density_fn: Callable[[torch.Tensor], torch.Tensor],
     color_fn: Callable[[torch.Tensor], torch.Tensor] | None,
@@ -190,14 +220,6 @@ def mesh_from_field(
         if solid:
             dens = fill_interior(dens, threshold)
         mesh = marching_cubes_mesh(dens, (-bound, bound), threshold)
-        if color_fn is not None:
-            verts = torch.from_numpy(mesh.vertices)
-
-            def vpts(start: int, stop: int) -> torch.Tensor:
-                return verts[start:stop].to(dev)
-
-            cols = _call_chunked(color_fn, vpts, len(verts), chunk, 3, "color_fn")
-            if not np.isfinite(cols).all():
-                raise Sv4dError("color_fn returned NaN or infinity")
-            mesh.colors = np.clip(cols, 0.0, 1.0)
+    if color_fn is not None:
+        mesh.colors = point_colors(color_fn, mesh.vertices, chunk, dev)
     return mesh

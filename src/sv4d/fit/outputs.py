@@ -22,7 +22,8 @@ from ..io.atomic import atomic_folder
 from ..io.mesh import Mesh, write_glb, write_obj
 from ..io.multiview import read_multiview, write_multiview
 from ..io.ply import write_gaussian_ply
-from .animate import FitSurface, export_animated, vertex_colours
+from .animate import FitSurface, export_animated
+from .mesh import point_colors
 from .record import FitRecord
 from .render import render_grid, render_video
 from .run import load_fitted
@@ -185,7 +186,7 @@ def export_mesh(
     with atomic_folder(out) as tmp:
         for fi in tqdm(positions, desc="export", unit="frame", disable=not progress):
             mesh = surface.surface(unit[fi])
-            mesh.colors = np.clip(vertex_colours(mesh.vertices, surface.color_fn(unit[fi])), 0, 1)
+            mesh.colors = point_colors(surface.color_fn(unit[fi]), mesh.vertices)
             meshes.append(mesh)
             name = f"mesh_frame_{record.frames[fi]:03d}.{fmt}"
             (write_glb(tmp / name, [mesh]) if fmt == "glb" else write_obj(tmp / name, mesh))

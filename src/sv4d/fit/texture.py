@@ -20,7 +20,7 @@ import torch
 
 from ..errors import Sv4dError
 from ..io.arrays import as_numpy
-from .mesh import _call_chunked
+from .mesh import point_colors
 
 __all__ = ["UVLayout", "TexelMap", "uv_unwrap", "uv_texels", "bake_texture"]
 
@@ -434,7 +434,6 @@ def bake_texture(
         if len(pos) != len(uv):
             raise Sv4dError(f"frames[{i}] positions must have one row per uv vertex ({len(uv)}), got {len(pos)}")
         checked.append((np.ascontiguousarray(pos, np.float32), item[1]))
-    dev = torch.device(device) if device is not None else torch.device("cpu")
 
     # 1. texels inside triangles
     tex = uv_texels(f, uv, size)
@@ -457,18 +456,9 @@ def bake_texture(
 
     # 3. colours, averaged over frames
     acc = np.zeros((len(pixel), 3), np.float64)
-    with torch.no_grad():
-        for pos, fn in checked:
-
-            def pts(start: int, stop: int, pos: np.ndarray = pos) -> torch.Tensor:
-                b, c = bary[start:stop], corner[:, start:stop]
-                p = b[:, 0:1] * pos[c[0]] + b[:, 1:2] * pos[c[1]] + b[:, 2:3] * pos[c[2]]
-                return torch.from_numpy(p).to(dev)
-
-            cols = _call_chunked(fn, pts, len(pixel), chunk, 3, "color_fn")
-            if not np.isfinite(cols).all():
-                raise Sv4dError("color_fn returned NaN or infinity")
-            acc += np.clip(cols, 0.0, 1.0)
+    for pos, fn in checked:
+        points = bary[:, 0:1] * pos[corner[0]] + bary[:, 1:2] * pos[corner[1]] + bary[:, 2:3] * pos[corner[2]]
+        acc += point_colors(fn, points, chunk, device)
     acc /= len(checked)
 
     # 4. dilation: the padding ring copies its nearest chart texel, the rest is the mean colour

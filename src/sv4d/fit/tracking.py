@@ -19,7 +19,7 @@ Lengths are in world units; tolerances are fractions of the template's bounding-
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
@@ -35,7 +35,6 @@ __all__ = [
     "decimate_mesh",
     "relax_mesh",
     "mesh_edges",
-    "euler_characteristic",
     "TrackingOptions",
     "FrameReport",
     "track_surfaces",
@@ -131,11 +130,6 @@ def mesh_edges(faces: np.ndarray) -> np.ndarray:
     return np.unique(np.sort(e, axis=1), axis=0)
 
 
-def euler_characteristic(mesh: Mesh) -> int:
-    """V - E + F: 2 per closed sphere-like component, 2 - 2g for a closed surface of genus g."""
-    return int(len(np.unique(mesh.faces)) - len(mesh_edges(mesh.faces)) + len(mesh.faces))
-
-
 @dataclass
 class TrackingOptions:
     """Settings of the non-rigid registration (the defaults suit marching-cubes targets).
@@ -205,14 +199,7 @@ class FrameReport:
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
-        return {
-            "distance_mean": self.distance_mean,
-            "distance_p95": self.distance_p95,
-            "uncovered": self.uncovered,
-            "bridging": self.bridging,
-            "tolerance": self.tolerance,
-            "notes": list(self.notes),
-        }
+        return asdict(self)
 
 
 class _Target:
@@ -270,18 +257,29 @@ class _Arap:
         return self.d.T @ re
 
 
-def _pairs(x: np.ndarray, vn: np.ndarray, target: _Target, dmax: float, cos: float):
+def _pairs(x: np.ndarray, vn: np.ndarray, target: _Target, dmax: float, cos: float, reach: float = 0.0):
     """Closest-point pairs both ways whose normals agree within ``cos``: (vertex index, target index)
-    from vertex to target, then from target to vertex."""
+    from vertex to target, then from target to vertex; and the target points' raw nearest-vertex
+    query (distance, vertex), answered up to max(``dmax``, ``reach``) (inf beyond)."""
     dist, q = target.tree.query(x, distance_upper_bound=dmax)
     ok = np.isfinite(dist)
     ok[ok] &= np.einsum("ij,ij->i", vn[ok], target.normals[q[ok]]) > cos
     fwd_v = np.flatnonzero(ok)
     fwd_q = q[ok]
-    rdist, rv = cKDTree(x).query(target.points, distance_upper_bound=dmax)
-    rok = np.isfinite(rdist)
+    rdist, rv = cKDTree(x).query(target.points, distance_upper_bound=max(dmax, reach))
+    rok = rdist <= dmax
     rok[rok] &= np.einsum("ij,ij->i", vn[rv[rok]], target.normals[rok]) > cos
-    return (fwd_v, fwd_q), (rv[rok], np.flatnonzero(rok))
+    return (fwd_v, fwd_q), (rv[rok], np.flatnonzero(rok)), (rdist, rv)
+
+
+def _mean_per_vertex(vertex: np.ndarray, points: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The mean of the ``points`` assigned to each of ``n`` vertices (by ``vertex``), for the vertices
+    that have some: (means (K, 3), which (n,) bool)."""
+    cnt = np.bincount(vertex, minlength=n).astype(np.float64)
+    total = np.zeros((n, 3))
+    np.add.at(total, vertex, points)
+    has = cnt > 0
+    return total[has] / cnt[has, None], has
 
 
 def _rigid_step(x: np.ndarray, vi: np.ndarray, qi: np.ndarray, target: _Target) -> tuple[np.ndarray, np.ndarray]:
@@ -324,7 +322,7 @@ def _register(
     n = len(x)
     dmax0 = diagonal * opts.rigid_distance
     for _ in range(opts.rigid_iterations):  # the bulk motion moves the prediction along
-        (fv, fq), (rv, rq) = _pairs(x, _normals(x, faces), target, dmax0, opts.normal_cos)
+        (fv, fq), (rv, rq), _ = _pairs(x, _normals(x, faces), target, dmax0, opts.normal_cos)
         r, t = _rigid_step(x, np.r_[fv, rv], np.r_[fq, rq], target)
         x, predicted = x @ r.T + t, predicted @ r.T + t
     rounds = opts.iterations
@@ -333,7 +331,8 @@ def _register(
         alpha = opts.stiffness[0] * (opts.stiffness[1] / opts.stiffness[0]) ** a
         dmax = diagonal * (opts.max_distance[0] * (opts.max_distance[1] / opts.max_distance[0]) ** a)
         vn = _normals(x, faces)
-        (fv, fq), (rv, rq) = _pairs(x, vn, target, dmax, opts.normal_cos)
+        reach = opts.reach * diagonal if opts.coverage_weight > 0 else 0.0
+        (fv, fq), (rv, rq), (near_d, near) = _pairs(x, vn, target, dmax, opts.normal_cos, reach)
         # vertex -> the target's tangent plane at its closest point
         qn = target.normals[fq]
         off = np.einsum("ij,ij->i", x[fv] - target.points[fq], qn)
@@ -342,24 +341,17 @@ def _register(
         data[fv] += x[fv] - off[:, None] * qn
         weight[fv] += 1.0
         # target -> its closest vertex: pulls the mesh over parts of the target it does not reach yet
-        cnt = np.bincount(rv, minlength=n).astype(np.float64)
-        rsum = np.zeros((n, 3))
-        np.add.at(rsum, rv, target.points[rq])
-        has_r = cnt > 0
-        pull = rsum[has_r] / cnt[has_r, None] - x[has_r]
+        mean, has_r = _mean_per_vertex(rv, target.points[rq], n)
+        pull = mean - x[has_r]
         if opts.normal_pull:  # along the vertex normal only: no sliding towards denser target parts
             nrm = vn[has_r]
             pull = np.einsum("ij,ij->i", pull, nrm)[:, None] * nrm
         data[has_r] += opts.reverse_weight * (x[has_r] + pull)
         weight += opts.reverse_weight * has_r
         if opts.coverage_weight > 0:  # target parts no vertex is near: pull the nearest vertex to them
-            dist, near = cKDTree(x).query(target.points, distance_upper_bound=opts.reach * diagonal)
-            far = np.isfinite(dist) & (dist > max(opts.coverage_distance * diagonal, arap.edge_length))
-            cnt = np.bincount(near[far], minlength=n).astype(np.float64)
-            csum = np.zeros((n, 3))
-            np.add.at(csum, near[far], target.points[far])
-            has_c = cnt > 0
-            data[has_c] += opts.coverage_weight * csum[has_c] / cnt[has_c, None]
+            far = (near_d <= reach) & (near_d > max(opts.coverage_distance * diagonal, arap.edge_length))
+            mean, has_c = _mean_per_vertex(near[far], target.points[far], n)
+            data[has_c] += opts.coverage_weight * mean
             weight += opts.coverage_weight * has_c
         w = (weight > 0).astype(np.float64)
         data[weight > 0] /= weight[weight > 0, None]

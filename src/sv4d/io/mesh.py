@@ -280,7 +280,8 @@ def write_glb(path: str | os.PathLike, meshes: Sequence[Mesh], times: Sequence[f
     One mesh: a scene with a single node. Several meshes: a flip-book — one node per frame
     under a root node, and one animation whose STEP scale channels show node k (scale 1)
     during [times[k], times[k+1]) and hide it (scale 0) otherwise. Outside the animation
-    only the first frame shows. (One mesh moving with fixed topology: :func:`write_animated_glb`.)
+    only the first frame shows. (One mesh moving with fixed topology:
+    :func:`sv4d.io.animated_glb.write_animated_glb`.)
 
     times: seconds, strictly increasing, >= 0 — one start time per mesh, optionally plus the
         end time of the last frame (by default it lasts as long as the one before it).

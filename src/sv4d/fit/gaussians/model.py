@@ -52,21 +52,25 @@ class GaussianModel:
         self.deform.to(device)
         return self
 
-    def deformed(self, t: float) -> dict[str, torch.Tensor]:
-        """Gaussians at time t (differentiable): means (N, 3), quats (N, 4) unnormalised,
+    def canonical(self) -> dict[str, torch.Tensor]:
+        """The canonical Gaussians (differentiable): means (N, 3), quats (N, 4) unnormalised,
         log_scales (N, 3), opacities (N,), colors (N, 3)."""
         p = self.params
-        means, quats, log_scales = p["means"], p["quats"], p["log_scales"]
-        if not self.static:
-            dx, dq, ds = self.deform(means.detach(), t)
-            means, quats, log_scales = means + dx, quats + dq, log_scales + ds
         return {
-            "means": means,
-            "quats": quats,
-            "log_scales": log_scales,
+            "means": p["means"],
+            "quats": p["quats"],
+            "log_scales": p["log_scales"],
             "opacities": torch.sigmoid(p["opacity_logits"]),
             "colors": torch.sigmoid(p["color_logits"]),
         }
+
+    def deformed(self, t: float) -> dict[str, torch.Tensor]:
+        """Gaussians at time t (differentiable): :meth:`canonical` moved by the deformation field."""
+        g = self.canonical()
+        if not self.static:
+            dx, dq, ds = self.deform(g["means"].detach(), t)
+            g.update(means=g["means"] + dx, quats=g["quats"] + dq, log_scales=g["log_scales"] + ds)
+        return g
 
     def rasterize(
         self, c2w: torch.Tensor, intrinsics: Intrinsics, t: float, background: Sequence[float] = (1.0, 1.0, 1.0)
