@@ -156,9 +156,10 @@ def assert_valid_gltf(path: str | os.PathLike) -> dict:
 WEBGL_FLAGS = ("--use-angle=swiftshader", "--enable-unsafe-swiftshader")
 
 
-def chromium(*flags: str):
+def chromium(*flags: str, network: bool = False):
     """A headless Chromium driven by Selenium, with ``flags`` added to its command line (e.g.
-    ``*WEBGL_FLAGS``); its console is kept for ``driver.get_log("browser")``. The caller quits it.
+    ``*WEBGL_FLAGS``); its console is kept for ``driver.get_log("browser")`` and, with ``network``,
+    the addresses it requested for :func:`requested_urls`. The caller quits it.
 
     The test is skipped when chromium, chromedriver or selenium is missing — failed instead when
     SV4D_REQUIRE_BROWSER is set (as in CI, whose .ci/run installs them)."""
@@ -181,5 +182,15 @@ def chromium(*flags: str):
         opts.add_argument(a)
     for a in flags:
         opts.add_argument(a)
-    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL", **({"performance": "ALL"} if network else {})})
     return webdriver.Chrome(service=Service(driver), options=opts)
+
+
+def requested_urls(driver) -> set[str]:
+    """Every address the page requested since the last call (a driver made with ``network=True``)."""
+    urls = set()
+    for entry in driver.get_log("performance"):
+        message = json.loads(entry["message"])["message"]
+        if message.get("method") == "Network.requestWillBeSent":
+            urls.add(message["params"]["request"]["url"])
+    return urls

@@ -19,6 +19,7 @@ FLOORS = [
     {"checkpoint"},
     {"generate", "fit", "data", "train", "evaluate", "verify"},
     {"workflow"},
+    {"demo"},
     {"cli", "__init__", "__main__"},
 ]
 FLOOR = {pkg: i for i, floor in enumerate(FLOORS) for pkg in floor}

@@ -21,7 +21,9 @@ from sv4d.errors import Sv4dError
 FOX_SMALL = DATA / "multiview" / "fox_small"
 
 #: commands that compute with PyTorch (they take --device)
-COMPUTE = {"run", "verify-golden", "generate", "train", "train-autoencoder", "fit", "render", "export", "evaluate"}
+COMPUTE = {
+    "run", "demo", "verify-golden", "generate", "train", "train-autoencoder", "fit", "render", "export", "evaluate"
+}  # fmt: skip
 #: commands that write an output (they take -o/--out)
 WRITERS = {
     "run",

@@ -72,10 +72,12 @@ def test_run_writes_every_stage_and_the_page(tiny_run):
     # fit: 30 steps of a NeRF
     fit = json.loads((out / "fit" / "fit.json").read_text())
     assert fit["steps"] == 30 and fit["method"] == "nerf" and (out / "fit" / "checkpoint.pt").is_file()
+    # a generated set is recognised as one: visibility weighting on, a hull that forgives one view
+    assert fit["visibility_weighting"] is True and fit["settings"]["hull_misses"] == 1 and len(fit["views"]) == 5
     # export: meshes, or a note saying why there are none (a random model's views may hold no surface)
     export = state["stages"]["export"]
-    assert (out / "export" / "mesh").is_dir()
-    assert export["files"] or export["note"].startswith("nothing exported")
+    assert (out / "export").is_dir()
+    assert export["files"] or export["note"].startswith("no mesh")
     for f in export["files"]:
         assert (out / f).is_file()
     # page: one strip per elevation x frame, each 6 azimuths wide
@@ -119,7 +121,9 @@ def test_an_interrupted_run_completes_without_redoing_finished_stages(offline, t
     assert (out / "index.html").is_file()
 
 
-def test_a_rerun_with_other_options_is_refused_and_overwrite_starts_again(tiny_run, offline, tmp_path, capsys):
+def test_a_rerun_with_other_options_is_refused_redo_refits_and_overwrite_starts_again(
+    tiny_run, offline, tmp_path, capsys
+):
     out = tmp_path / "copy"
     shutil.copytree(tiny_run, out, symlinks=True)
     before = (out / "run.json").read_text()
@@ -127,15 +131,35 @@ def test_a_rerun_with_other_options_is_refused_and_overwrite_starts_again(tiny_r
     assert main(["run", str(CLIP), "-o", str(out), *changed]) == 2
     err = capsys.readouterr().err
     assert "other options" in err and "fit (fit_steps: 30 -> 40)" in err and "Traceback" not in err
+    assert "--redo fit" in err  # the way to refit without generating again
     assert (out / "run.json").read_text() == before  # nothing touched
     # the same options: every stage is kept, nothing is redone
     t0 = (out / "index.html").stat().st_mtime_ns
+    generated = (out / "views" / "generation.json").stat().st_mtime_ns
     assert main(["run", str(CLIP), "-o", str(out), *TINY_RUN]) == 0
     assert (out / "index.html").stat().st_mtime_ns == t0
-    # --overwrite: a new run from scratch; the old folder is gone once the new one is complete
-    assert main(["run", str(CLIP), "-o", str(out), *changed, "--overwrite"]) == 0
+    # --redo fit --until fit: the same views fitted again with 40 steps, then a stop; the old fit,
+    # export and page are gone once the new fit is complete
+    assert main(["run", str(CLIP), "-o", str(out), *changed, "--redo", "fit", "--until", "fit"]) == 0
+    state = json.loads((out / "run.json").read_text())
+    assert not state["complete"] and list(state["stages"]) == ["generate", "fit"]
+    assert state["options"]["fit"]["fit_steps"] == 40 and not state["stages"]["fit"]["resumed"]
     assert json.loads((out / "fit" / "fit.json").read_text())["steps"] == 40
+    assert (out / "views" / "generation.json").stat().st_mtime_ns == generated
+    assert not (out / "index.html").exists() and not (out / "export").exists() and not list(out.glob(".old-*"))
+    # the same command without --until goes on: export and page
+    assert main(["run", str(CLIP), "-o", str(out), *changed]) == 0
+    state = json.loads((out / "run.json").read_text())
+    assert state["complete"] and (out / "index.html").is_file()
+    # --overwrite: a new run from scratch (here only up to the views); the old folder is gone once done
+    assert main(["run", str(CLIP), "-o", str(out), *changed, "--overwrite", "--until", "generate"]) == 0
+    state = json.loads((out / "run.json").read_text())
+    assert list(state["stages"]) == ["generate"] and not (out / "fit").exists()
+    assert (out / "views" / "generation.json").stat().st_mtime_ns != generated
     assert not list(tmp_path.glob(".copy.old-*"))
+    capsys.readouterr()
+    assert main(["run", str(CLIP), "-o", str(out), *changed, "--redo", "page", "--until", "fit"]) == 2
+    assert "redo page comes after until fit" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
@@ -253,6 +277,6 @@ def test_a_run_that_made_nothing_can_be_rerun_with_other_options(offline, tmp_pa
     assert main(["run", str(CLIP), "-o", str(out), *TINY_RUN, "-c", "hf://stabilityai/sv4d2.0/other.safetensors"]) == 2
     assert "other.safetensors" in capsys.readouterr().err
     assert [p.name for p in out.iterdir()] == ["run.json"]
-    assert main(["run", str(CLIP), "-o", str(out), *TINY_RUN]) == 0
+    assert main(["run", str(CLIP), "-o", str(out), *TINY_RUN, "--until", "generate"]) == 0
     state = json.loads((out / "run.json").read_text())
-    assert state["complete"] and state["options"]["generate"]["checkpoint"] == "sv4d2"
+    assert state["stages"]["generate"]["done"] and state["options"]["generate"]["checkpoint"] == "sv4d2"

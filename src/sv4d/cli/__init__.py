@@ -12,10 +12,10 @@ import sys
 
 from .. import __version__
 from ..errors import Sv4dError
-from . import curate, evaluate, export, fit, generate, render, render_asset, run, train, verify
+from . import curate, demo, evaluate, export, fit, generate, render, render_asset, run, train, verify
 
 #: sub-command modules, in the order ``sv4d --help`` lists them
-COMMANDS = (run, verify, generate, train, fit, render, export, evaluate, render_asset, curate)
+COMMANDS = (run, demo, verify, generate, train, fit, render, export, evaluate, render_asset, curate)
 
 
 def build_parser() -> argparse.ArgumentParser:

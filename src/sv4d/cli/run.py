@@ -59,17 +59,22 @@ def run(args: argparse.Namespace) -> int:
         page_elevations=tuple(args.page_elevations),
         page_fps=args.page_fps,
     )
-    state = run_clip(args.input, out, opts, overwrite=args.overwrite, progress=not args.quiet)
+    state = run_clip(
+        args.input, out, opts, overwrite=args.overwrite, redo=args.redo, until=args.until, progress=not args.quiet
+    )
     tell = say(args)
     tell(summary_table(state))
-    tell(f"sv4d: open {out / 'index.html'} to look at the result")
+    if state["complete"]:
+        tell(f"sv4d: open {out / 'index.html'} to look at the result")
+    else:
+        tell(f"sv4d: stopped after {args.until}; the same command without --until goes on from there")
     print(out)
     return 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     from ..generate.preprocess import MASK_MODES
-    from ..workflow.run import DEVICE_DEFAULTS, METHODS
+    from ..workflow.run import DEVICE_DEFAULTS, METHODS, STAGES
 
     def dflt(name: str) -> str:
         gpu, cpu = DEVICE_DEFAULTS[name]
@@ -106,6 +111,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     add_out(r, "output folder (default: outputs/<input name>_run)")
     add_overwrite(r, "an existing OUT (starting again from scratch)")
+    r.add_argument(
+        "--redo",
+        choices=STAGES,
+        default=None,
+        metavar="STAGE",
+        help="run STAGE and the later ones again with the options given, keeping the earlier stages: e.g. "
+        "--redo fit --method gaussians refits the same generated views (stages: %(choices)s)",
+    )
+    r.add_argument(
+        "--until",
+        choices=STAGES,
+        default=STAGES[-1],
+        metavar="STAGE",
+        help="stop after STAGE, e.g. --until generate to look at the views before fitting (default: all)",
+    )
     add_quiet(r)
     add_device(r, " (every stage)")
     add_dtype(r, None, "the generator's precision (default fp16 on CUDA, fp32 on the CPU)")

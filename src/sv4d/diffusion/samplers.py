@@ -34,5 +34,5 @@ def sample_euler(
         d = (x - denoised) / sigma.to(x.dtype)
         x = x + (sigmas[i + 1] - sigma).to(x.dtype) * d
         if callback is not None:
-            callback(i, {"denoised": denoised, "x": x, "sigma": sigma})
+            callback(i, {"denoised": denoised, "x": x, "sigma": sigma, "num_steps": n})
     return x

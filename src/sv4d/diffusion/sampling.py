@@ -105,7 +105,7 @@ def sample(
 
     ``scales`` are the per-row guidance scales (``guidance(model, T, V)``); None means no
     guidance. ``sigmas`` (num_steps + 1,) defaults to the EDM schedule of ``num_steps`` steps
-    (default ``model.cfg.sampler.num_steps``). ``callback(i, {"denoised", "x", "sigma"})`` runs
+    (default ``model.cfg.sampler.num_steps``). ``callback(i, {"denoised", "x", "sigma", "num_steps"})`` runs
     after every step.
     """
     s = model.cfg.sampler

@@ -289,7 +289,7 @@ class GenerationPipeline:
         the window schedule, ``"even"`` or ``"official"`` (see ``windows.py``). generator: a CPU
         ``torch.Generator`` that supplies all noise, in place of one seeded with ``seed``.
         callback(step, info): after every sampler step of every window, info holding the
-        sampler's ``x``, ``denoised`` and ``sigma`` plus ``window_index`` and ``num_windows``.
+        sampler's ``x``, ``denoised``, ``sigma`` and ``num_steps`` plus ``window_index`` and ``num_windows``.
         """
         # 1. Check inputs: the views and the sampling options, before any work.
         cfg = self.cfg

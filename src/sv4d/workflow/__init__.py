@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from .run import STAGES, RunOptions, run_clip, summary_table
+from .run import STAGES, ModelCache, RunOptions, run_clip, summary_table
 
-__all__ = ["RunOptions", "run_clip", "summary_table", "STAGES"]
+__all__ = ["ModelCache", "RunOptions", "run_clip", "summary_table", "STAGES"]

@@ -4,14 +4,17 @@ OUT/
     run.json         the options of every stage, which stages are done, seconds per stage
     views/           the multi-view video set (`sv4d generate`; view 0 = the preprocessed input)
     fit/             the fitted 4D representation (`sv4d fit`: checkpoint.pt, fit.json, videos)
-    export/          mesh/animated.glb (NeRF fits) or ply/*.ply (Gaussian fits) (`sv4d export`)
+    export/          mesh/animated.glb (or per-frame meshes) and, for Gaussian fits, ply/*.ply (`sv4d export`)
     page/            the viewer's images (renders of the fit over azimuths, elevations and time)
     index.html       the page: the input, the generated views, the turnable 4D asset, links, settings
 
 Each stage's output appears only when complete, so a rerun of the same command after an
 interruption skips the finished stages and resumes the fit from its last checkpoint. A rerun with
 other options is refused (the stages that would change are named) unless ``overwrite``, which
-starts again from scratch and keeps the old folder until the new run is complete.
+starts again from scratch and keeps the old folder until the new run is complete, or ``redo``,
+which runs one stage and the later ones again with the new options and keeps the earlier ones
+(``redo="fit"``: another fit of the same generated views). ``until`` stops after a stage (the demo
+generates, shows the views, then fits).
 """
 
 from __future__ import annotations
@@ -176,9 +179,15 @@ def _started(out: Path, state: dict[str, Any]) -> bool:
 
 
 def _prepare_folder(
-    out: Path, source: str, stage_opts: dict[str, Any], overwrite: bool, say: Callable[[str], None]
+    out: Path,
+    source: str,
+    stage_opts: dict[str, Any],
+    overwrite: bool,
+    redo: str | None,
+    say: Callable[[str], None],
 ) -> tuple[dict, Path | None]:
-    """The run record to continue (or a new one) and, with ``overwrite``, where the old run was moved."""
+    """The run record to continue (or a new one) and where the old outputs were moved (``overwrite``:
+    the whole run; ``redo``: the outputs of that stage and the later ones), to delete when complete."""
     backup = None
     if out.exists() and not out.is_dir():
         raise Sv4dError(f"{out} exists and is not a folder")
@@ -189,19 +198,29 @@ def _prepare_folder(
     if state is not None and not _started(out, state):
         return fresh, None  # only a record, nothing made yet (e.g. the model could not be fetched): start anew
     if state is not None and not overwrite:
-        changed = []
+        kept = STAGES[: STAGES.index(redo)] if redo else STAGES
+        changed, first = [], None
         if state.get("input") != source:
-            changed.append(f"input: {state.get('input')!r} -> {source!r}")
-        for stage in STAGES:
+            changed, first = [f"input: {state.get('input')!r} -> {source!r}"], STAGES[0]
+        for stage in kept:
             diff = _differences(state["options"].get(stage, {}), stage_opts[stage])
             if diff:
                 changed.append(f"{stage} ({'; '.join(diff)})")
+                first = first or stage
         if changed:
+            again = "" if first == STAGES[0] else f"--redo {first} to run it and the later stages again, "
             raise Sv4dError(
                 f"{out} holds a run made with other options: {', '.join(changed)}. Rerun with the same options "
-                "to continue it, pass --overwrite to start again, or choose another -o"
+                f"to continue it, pass {again}--overwrite to start again, or choose another -o"
             )
-        return state, None
+        if redo:
+            backup = _set_aside(out, STAGES[STAGES.index(redo) :])
+            for stage in STAGES[STAGES.index(redo) :]:
+                state["stages"].pop(stage, None)
+            state.pop("complete", None)
+            if backup is not None:
+                say(f"sv4d: the old {redo} and later outputs are kept at {backup} until the new ones are complete")
+        return state, backup
     if out.exists() and overwrite:
         backup = out.with_name(f".{out.name}.old-{uuid.uuid4().hex[:8]}")
         os.replace(out, backup)
@@ -210,15 +229,53 @@ def _prepare_folder(
     return fresh, backup
 
 
+#: what each stage writes in the run folder
+OUTPUTS = {"generate": ("views",), "fit": ("fit",), "export": ("export",), "page": ("page", "index.html")}
+
+
+def _set_aside(out: Path, stages: Sequence[str]) -> Path | None:
+    """Move the outputs of ``stages`` into a hidden folder of ``out`` (None when there are none)."""
+    found = [out / name for stage in stages for name in OUTPUTS[stage] if (out / name).exists()]
+    if not found:
+        return None
+    backup = out / f".old-{uuid.uuid4().hex[:8]}"
+    backup.mkdir()
+    for p in found:
+        os.replace(p, backup / p.name)
+    return backup
+
+
 # ---------------------------------------------------------------------------------------------- stages
 
 
-def _generate(source: str, out: Path, opts: RunOptions, device, progress: bool) -> dict[str, Any]:
-    from ..generate.pipeline import GenerationPipeline
-    from ..io.hub import resolve_checkpoint
+class ModelCache:
+    """The last generator loaded, kept for the next run with the same checkpoint, device, precision
+    and offloading (the demo serves many clips with one model; ``sv4d.run`` in a loop can too)."""
 
-    ckpt = resolve_checkpoint(opts.checkpoint, progress=progress)  # the Hub only when there is work for it
-    pipe = GenerationPipeline.from_checkpoint(ckpt, device=device, dtype=opts.dtype, offload=opts.offload)
+    def __init__(self) -> None:
+        self._key: tuple | None = None
+        self._pipe = None
+
+    def get(self, checkpoint: str, device, dtype: str | None, offload: bool, progress: bool = True):
+        from ..generate.pipeline import GenerationPipeline
+        from ..io.hub import resolve_checkpoint
+
+        ckpt = resolve_checkpoint(checkpoint, progress=progress)  # the Hub only when there is work for it
+        key = (str(ckpt), str(device), dtype, offload)
+        if key != self._key:
+            self._key, self._pipe = None, None  # free the old model before loading the next one
+            self._pipe = GenerationPipeline.from_checkpoint(ckpt, device=device, dtype=dtype, offload=offload)
+            self._key = key
+        return self._pipe
+
+    def clear(self) -> None:
+        self._key, self._pipe = None, None
+
+
+def _generate(
+    source: str, out: Path, opts: RunOptions, device, progress: bool, models: ModelCache | None, callback
+) -> dict[str, Any]:
+    pipe = (models or ModelCache()).get(opts.checkpoint, device, opts.dtype, opts.offload, progress)
     result = pipe(
         source,
         num_frames=opts.num_frames,
@@ -230,6 +287,7 @@ def _generate(source: str, out: Path, opts: RunOptions, device, progress: bool) 
         seed=opts.seed,
         windows=opts.windows,
         progress=progress,
+        callback=callback,
         **opts.generate,
     )
     result.save(out / "views", progress=progress)
@@ -258,32 +316,34 @@ def _fit(out: Path, opts: RunOptions, device, progress: bool) -> dict[str, Any]:
 
 
 def _export(out: Path, opts: RunOptions, device, progress: bool) -> dict[str, Any]:
+    """The animated mesh of either fit (per-frame meshes where one mesh cannot follow the surface),
+    and the Gaussians as PLY files for a Gaussian fit. What cannot be exported is a note."""
     from ..fit.outputs import export_mesh, export_ply
 
     ck = out / "fit" / "checkpoint.pt"
-    note = None
+    folder = out / "export"
+    files: list[Path] = []
+    notes: list[str] = []
+    if opts.method == "gaussians":
+        try:
+            files += export_ply(ck, folder / "ply", device=device, progress=progress)
+        except Sv4dError as e:
+            notes.append(f"no PLY files: {e}")
     try:
-        if opts.method == "nerf":
-            try:
-                files = export_mesh(ck, _export_dir(out, opts), grid=opts.grid, device=device, progress=progress)
-            except Sv4dError as e:  # a surface one mesh cannot follow: one mesh per frame instead
-                note = f"per-frame meshes (--flipbook): {e}"
-                files = export_mesh(
-                    ck, _export_dir(out, opts), grid=opts.grid, flipbook=True, device=device, progress=progress
-                )
-        else:
-            files = export_ply(ck, _export_dir(out, opts), device=device, progress=progress)
+        try:
+            files += export_mesh(ck, folder / "mesh", grid=opts.grid, device=device, progress=progress)
+        except Sv4dError as e:  # a surface one mesh cannot follow: one mesh per frame instead
+            if "--flipbook" not in str(e):
+                raise
+            files += export_mesh(ck, folder / "mesh", grid=opts.grid, flipbook=True, device=device, progress=progress)
+            notes.append(f"per-frame meshes (--flipbook): {e}")
     except Sv4dError as e:  # e.g. a fit with no surface: the page is still worth having
-        _export_dir(out, opts).mkdir(parents=True, exist_ok=True)
-        return {"files": [], "note": f"nothing exported: {e}"}
+        notes.append(f"no mesh: {e}")
+    folder.mkdir(parents=True, exist_ok=True)
     result: dict[str, Any] = {"files": [str(p.relative_to(out)) for p in files]}
-    if note:
-        result["note"] = note
+    if notes:
+        result["note"] = "; ".join(notes)
     return result
-
-
-def _export_dir(out: Path, opts: RunOptions) -> Path:
-    return out / "export" / ("mesh" if opts.method == "nerf" else "ply")
 
 
 def _page(out: Path, opts: RunOptions, device, progress: bool, state: dict[str, Any]) -> dict[str, Any]:
@@ -305,7 +365,7 @@ def _stage_done(out: Path, opts: RunOptions, stage: str, state: dict[str, Any]) 
     marker = {
         "generate": out / "views" / "generation.json",
         "fit": out / "fit" / "fit.json",
-        "export": _export_dir(out, opts),
+        "export": out / "export",
         "page": out / "index.html",
     }[stage]
     return bool(state["stages"].get(stage, {}).get("done")) and marker.exists()
@@ -317,29 +377,41 @@ def run_clip(
     opts: RunOptions | None = None,
     *,
     overwrite: bool = False,
+    redo: str | None = None,
+    until: str = STAGES[-1],
     progress: bool = True,
     log: Callable[[str], None] | None = None,
+    models: ModelCache | None = None,
+    callback: Callable[[int, dict], None] | None = None,
 ) -> dict[str, Any]:
-    """Run every stage of ``sv4d run`` (see the module docstring); returns the run record (run.json)."""
+    """Run the stages of ``sv4d run`` (see the module docstring) up to ``until``; returns the run
+    record (run.json). ``redo``: run this stage and the later ones again with ``opts``. ``models``:
+    a :class:`ModelCache` to take the generator from. ``callback(step, info)``: after every sampling
+    step (the pipeline's callback: ``info`` has ``window_index`` and ``num_windows``)."""
     opts = opts or RunOptions()
     say = log or ((lambda m: print(m, file=sys.stderr)) if progress else (lambda m: None))
+    for name, stage in (("redo", redo), ("until", until)):
+        if stage is not None and stage not in STAGES:
+            raise Sv4dError(f"{name} must be one of the stages {', '.join(STAGES)}, got {stage!r}")
+    if redo and STAGES.index(redo) > STAGES.index(until):
+        raise Sv4dError(f"redo {redo} comes after until {until}: nothing would be redone")
     device = resolve_device(opts.device)
     check_clip_source(source)
     check_options(opts)
     opts = opts.resolved(device.type == "cuda")
     out = Path(out)
     stage_opts = opts.stage_options()
-    state, backup = _prepare_folder(out, str(source), stage_opts, overwrite, say)
+    state, backup = _prepare_folder(out, str(source), stage_opts, overwrite, redo, say)
     state.update(device=str(device), input=str(source), options=stage_opts)
     state.setdefault("stages", {})
     _write_state(out, state)
     runners = {
-        "generate": lambda: _generate(str(source), out, opts, device, progress),
+        "generate": lambda: _generate(str(source), out, opts, device, progress, models, callback),
         "fit": lambda: _fit(out, opts, device, progress),
         "export": lambda: _export(out, opts, device, progress),
         "page": lambda: _page(out, opts, device, progress, state),
     }
-    for i, stage in enumerate(STAGES, 1):
+    for i, stage in enumerate(STAGES[: STAGES.index(until) + 1], 1):
         if _stage_done(out, opts, stage, state):
             say(f"sv4d run [{i}/{len(STAGES)}] {stage}: done before, kept")
             continue
@@ -351,7 +423,7 @@ def run_clip(
         if info.get("note"):
             say(f"sv4d: note: {info['note']}")
         _write_state(out, state)
-    state["complete"] = True
+    state["complete"] = all(state["stages"].get(stage, {}).get("done") for stage in STAGES)
     state["seconds"] = round(sum(s.get("seconds", 0.0) for s in state["stages"].values()), 2)
     _write_state(out, state)
     if backup is not None:
@@ -370,13 +442,17 @@ def run(
     out: str | os.PathLike,
     *,
     overwrite: bool = False,
+    redo: str | None = None,
+    until: str = STAGES[-1],
     progress: bool = True,
     **options: Any,
 ) -> dict[str, Any]:
     """``sv4d.run(CLIP, OUT, method="gaussians", fit_steps=2000, ...)``: ``sv4d run`` as a function;
-    ``options`` are :class:`RunOptions` fields. Returns the run record (OUT/run.json)."""
+    ``options`` are :class:`RunOptions` fields; ``redo`` and ``until`` as in :func:`run_clip`.
+    Returns the run record (OUT/run.json)."""
     known = {f.name for f in fields(RunOptions)}
     unknown = sorted(set(options) - known)
     if unknown:
         raise Sv4dError(f"unknown run option(s) {unknown}; use {sorted(known)}")
-    return run_clip(source, out, RunOptions(**options), overwrite=overwrite, progress=progress)
+    opts = RunOptions(**options)
+    return run_clip(source, out, opts, overwrite=overwrite, redo=redo, until=until, progress=progress)
