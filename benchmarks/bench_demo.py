@@ -7,9 +7,9 @@ Measured, for one clip (default: the shipped example camel.mp4):
 
 * the server: seconds from `sv4d demo` to the page answering, and to serve the page again;
 * upload to preview: `Demo.prepare` (check, copy, crop and mask, the preview video);
-* a job through the demo (`Demo.generate` then `Demo.fit`, which also zips the download) against
-  the same options through `sv4d run` (`run_clip`): the demo's overhead in seconds, and the
-  second job's generation, which finds the model loaded;
+* two jobs through the demo (`Demo.generate` then `Demo.fit`, which also zips the download), the
+  second finding the model loaded, against the same options through `sv4d run` (`run_clip`,
+  run after them, so as warm as the second): the demo's overhead in seconds;
 * the queue: two jobs started together; the second waits for the first (its wait and the
   overlap of their device time, which must be 0).
 
@@ -27,6 +27,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -118,23 +119,30 @@ def main() -> None:
     direct = time.perf_counter() - t
     results["sv4d_run_s"] = round(direct, 2)
     results["sv4d_run_stages_s"] = {k: v["seconds"] for k, v in state["stages"].items()}
-    results["demo_overhead_s"] = round(sum(timings[0]) - direct, 2)
+    results["demo_overhead_s"] = round(sum(timings[1]) - direct, 2)  # the 2nd job: imports and caches warm
 
     spans: dict[int, tuple[float, float]] = {}
     waits: dict[int, float] = {}
+    turn = demo.queue.turn
+    held = threading.local()
+
+    @contextmanager
+    def timed_turn(*a, **k):  # when each job holds the device
+        with turn(*a, **k):
+            t_in = time.perf_counter()
+            try:
+                yield
+            finally:
+                spans[held.i] = (t_in, time.perf_counter())
+
+    demo.queue.turn = timed_turn
 
     def one(i: int) -> None:
+        held.i = i
         j = demo.prepare([args.clip], "auto", "union", args.num_frames)
         t0 = time.perf_counter()
-        started = []
-
-        def report(fraction: float, text: str) -> None:
-            if not text.startswith("waiting") and not started:
-                started.append(time.perf_counter())
-
-        demo.generate(j, demo.run_options(**page), report)
-        spans[i] = (started[0], time.perf_counter())
-        waits[i] = started[0] - t0
+        demo.generate(j, demo.run_options(**page))
+        waits[i] = spans[i][0] - t0
 
     threads = [threading.Thread(target=one, args=(i,)) for i in range(2)]
     for th in threads:
@@ -152,7 +160,7 @@ def main() -> None:
         ("demo generate (1st, 2nd job)", " / ".join(f"{x} s" for x in results["demo_generate_s"])),
         ("demo fit+export+zip (1st, 2nd)", " / ".join(f"{x} s" for x in results["demo_fit_export_zip_s"])),
         ("sv4d run, same options", f"{results['sv4d_run_s']} s {results['sv4d_run_stages_s']}"),
-        ("demo overhead (1st job)", f"{results['demo_overhead_s']} s"),
+        ("demo overhead (2nd job)", f"{results['demo_overhead_s']} s"),
         ("queue: waits of 2 jobs", " / ".join(f"{x} s" for x in results["queue_waits_s"])),
         ("queue: overlap on the device", f"{results['queue_overlap_s']} s (must be 0)"),
     ]
