@@ -142,6 +142,33 @@ def test_rasteriser_input_errors_are_clear():
     assert rasterize_gaussians(*p, c2w, intr, backend="auto")["rgb"].shape == (16, 16, 3)  # CPU: torch
 
 
+@pytest.mark.parametrize("extension", [None, "built", "fails"])
+def test_gsplat_counts_only_with_its_cuda_extension(extension, monkeypatch):
+    """gsplat builds its CUDA extension on first use; an import alone does not make it usable."""
+    import sys
+    import types
+
+    from sv4d.fit.gaussians import rasterize
+
+    backend = types.ModuleType("gsplat.cuda._backend")
+    if extension == "fails":
+        backend.__getattr__ = lambda name: (_ for _ in ()).throw(OSError("nvcc not found"))
+    else:
+        backend._C = object() if extension == "built" else None
+    for name, module in (("gsplat", types.ModuleType("gsplat")), ("gsplat.cuda", types.ModuleType("gsplat.cuda"))):
+        monkeypatch.setitem(sys.modules, name, module)
+    monkeypatch.setitem(sys.modules, "gsplat.cuda._backend", backend)
+    rasterize._gsplat_available.cache_clear()
+    try:
+        if extension == "built":
+            assert rasterize._gsplat_available()
+        else:
+            with pytest.warns(UserWarning, match="using the torch rasteriser"):
+                assert not rasterize._gsplat_available()
+    finally:
+        rasterize._gsplat_available.cache_clear()
+
+
 # ----------------------------------------------------------------------------- fitting
 
 

@@ -111,3 +111,35 @@ def test_view_embedding_comes_from_frame_zero_only():
     assert torch.equal(layer(x, emb2, ctx, cv), base)
     emb2[:V] += 1.0
     assert not torch.allclose(layer(x, emb2, ctx, cv), base)
+
+
+@pytest.mark.parametrize("mode", ["grouped", "per_pixel", "joint"])
+def test_attention_in_slices_of_rows_gives_the_same_result(mode, monkeypatch):
+    """The full-size camera and motion attention feed up to 124 416 rows, over the 65 535 the fused
+    CUDA kernels take: attention runs in slices of rows. Here the limit is 5 rows, so every stage of
+    the layer (spatial, camera, motion) is sliced, several times over, and the output is unchanged."""
+    from sv4d.models import layers
+
+    layer = _layer(mode)
+    b, T, V, h = 1, 3, 4, 3
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(b * T * V, 32, h, h, generator=g)
+    emb = torch.randn(b * T * V, 128, generator=g)
+    ctx = torch.randn(b, T, 16, generator=g)
+    cond_view = torch.randn(b * V, layer.motion_blocks[0].attn2.to_k.in_features, 2, 2, generator=g)
+    calls = []
+    real = torch.nn.functional.scaled_dot_product_attention
+
+    def counting(q, k, v):
+        calls.append(q.shape[0])
+        return real(q, k, v)
+
+    monkeypatch.setattr(layers.F, "scaled_dot_product_attention", counting)
+    with torch.no_grad():
+        whole = layer(x, emb, ctx, cond_view)
+        assert max(calls) > 5
+        calls.clear()
+        monkeypatch.setattr(layers, "MAX_ATTENTION_ROWS", 5)
+        sliced = layer(x, emb, ctx, cond_view)
+    assert max(calls) <= 5 and len(calls) > 3
+    assert torch.allclose(sliced, whole, atol=1e-6)

@@ -116,3 +116,23 @@ def test_shipped_configs_parse():
         cfg = load_train_config(p, ["steps=5"])
         assert cfg.steps == 5 and cfg.data and all(Path(d).is_absolute() for d in cfg.data)
         assert cfg.model_config().image_size == cfg.image_size
+
+
+def test_every_trainable_parameter_gets_a_gradient(tmp_path, monkeypatch):
+    """What multi-GPU (DDP) training needs: no trainable parameter without a gradient. The
+    cross-attention query and key projections and the norm before them, which a one-token context
+    bypasses, are frozen."""
+    trainer = Trainer(_cfg(tmp_path / "run"), progress=False)
+    frozen = trainer.model.unet.bypassed_parameters()
+    assert frozen and not set(frozen) & set(trainer.trainable)
+    assert any(".attn2.to_v." in n for n in trainer.trainable)  # the rest of cross-attention still trains
+    missing = []
+    real_step = trainer.opt.step
+
+    def step(*a, **k):
+        missing.extend(n for n, p in trainer.trainable.items() if p.grad is None)
+        return real_step(*a, **k)
+
+    monkeypatch.setattr(trainer.opt, "step", step)
+    trainer.train_step(0)
+    assert missing == []

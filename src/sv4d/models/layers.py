@@ -78,8 +78,25 @@ class Attention(nn.Module):
         ctx = x if context is None else context
         q, k, v = self.to_q(x), self.to_k(ctx), self.to_v(ctx)
         q, k, v = (rearrange(a, "b l (h d) -> b h l d", h=self.heads) for a in (q, k, v))
-        out = F.scaled_dot_product_attention(q, k, v)
+        out = sliced_attention(q, k, v)
         return self.to_out(rearrange(out, "b h l d -> b l (h d)"))
+
+
+#: the most rows (the batch of ``b h l d``) one scaled-dot-product-attention call gets. The fused CUDA
+#: kernels (flash, memory-efficient) put the batch in a grid dimension capped at 65 535 and fail
+#: with "invalid configuration argument" above it; the full-size camera and motion attention feed
+#: up to 124 416 rows. The reference implementation slices at 32 768 for the same reason.
+MAX_ATTENTION_ROWS = 32768
+
+
+def sliced_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """``F.scaled_dot_product_attention`` of (B, h, L, d) tensors in slices of at most
+    :data:`MAX_ATTENTION_ROWS` along B (each row attends only within itself: the same result)."""
+    rows = MAX_ATTENTION_ROWS
+    if q.shape[0] <= rows:
+        return F.scaled_dot_product_attention(q, k, v)
+    parts = [slice(i, i + rows) for i in range(0, len(q), rows)]
+    return torch.cat([F.scaled_dot_product_attention(q[s], k[s], v[s]) for s in parts])
 
 
 class GEGLU(nn.Module):

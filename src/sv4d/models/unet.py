@@ -298,6 +298,14 @@ class SV4DUNet(nn.Module):
         keys = ("motion_blocks.", "time_mix_motion_embed.", "time_mixer_motion.")
         return {n: p for n, p in self.named_parameters() if any(f".{k}" in f".{n}" for k in keys)}
 
+    def bypassed_parameters(self) -> dict[str, torch.nn.Parameter]:
+        """The parameters that never reach the output, by state-dict name: every cross-attention
+        (``attn2``) here has a one-token context, whose softmax weight is 1, so its query and key
+        projections and the LayerNorm before it (``norm2``) are bypassed (their gradient is exactly 0).
+        Training freezes them: multi-GPU (DDP) training waits for a gradient of every trainable one."""
+        keys = (".attn2.to_q.", ".attn2.to_k.", ".norm2.")
+        return {n: p for n, p in self.named_parameters() if any(k in f".{n}" for k in keys)}
+
     def forward(
         self,
         x: torch.Tensor,

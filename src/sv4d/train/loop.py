@@ -81,7 +81,7 @@ def window_conditioning(
         )
         cs.append(c)
         ucs.append(uc)
-    x0 = model.encode_latents(batch["target"].to(device))
+    x0 = model.encode_latents(batch["target"].to(device), chunk=8)  # 8 images at a time, as generation does
     cat = lambda ds: {k: torch.cat([d[k] for d in ds]) for k in ds[0]}  # noqa: E731
     return x0, cat(cs), cat(ucs)
 
@@ -135,6 +135,8 @@ class Trainer:
         self.model.requires_grad_(False)
         unet = self.model.unet
         unet.requires_grad_(True)
+        for p in unet.bypassed_parameters().values():  # gradient 0 by construction; DDP would wait for it
+            p.requires_grad_(False)
         if cfg.stage == 1:
             for p in unet.motion_parameters().values():
                 p.requires_grad_(False)
@@ -203,7 +205,8 @@ class Trainer:
         self.acc.load_state(str(d))
         self.step = int(json.loads((d / "trainer.json").read_text())["step"])
         if self.ema is not None and (d / "ema.safetensors").is_file():
-            self.ema = {k: v.float() for k, v in load_file(str(d / "ema.safetensors")).items()}
+            ema = load_file(str(d / "ema.safetensors"), device=str(self.acc.device))  # beside the weights
+            self.ema = {k: v.float() for k, v in ema.items()}
         return True
 
     def export(self, path: Path) -> Path:
@@ -289,7 +292,7 @@ class Trainer:
             )
         finally:
             self.unet.train()
-        x = self.model.decode(z).clamp(-1, 1).cpu()
+        x = self.model.decode(z, 4).clamp(-1, 1).cpu()  # 4 latents at a time: 48 at 576 px would need ~40 GB
         tgt = batch["target"]
         u8 = lambda t: ((t + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)  # noqa: E731
         rows = []

@@ -23,7 +23,9 @@ transmittance are kept per (pair, pixel).
 
 from __future__ import annotations
 
+import functools
 import math
+import warnings
 from collections.abc import Sequence
 
 import torch
@@ -328,10 +330,24 @@ def _check(means, quats, scales, opacities, colors, c2w) -> int:
     return n
 
 
+@functools.cache
 def _gsplat_available() -> bool:
+    """Whether gsplat can rasterise: the package imports *and* its CUDA extension is there. gsplat
+    builds the extension on first use; without a compiler it leaves ``gsplat.cuda._backend._C``
+    None and its first rasterisation fails, so that case falls back to the torch rasteriser
+    (with a warning, once). Asked once per process (a first build can take minutes)."""
     try:
         import gsplat  # noqa: F401
     except Exception:  # noqa: BLE001 (any import failure means: not usable)
+        return False
+    try:
+        from gsplat.cuda._backend import _C
+    except Exception as e:  # noqa: BLE001 (a build or load failure of the extension)
+        _C, why = None, f"{type(e).__name__}: {e}"
+    else:
+        why = "its CUDA extension is not built (no prebuilt binary and no compiler)"
+    if _C is None:
+        warnings.warn(f"gsplat is installed but cannot rasterise ({why}); using the torch rasteriser", stacklevel=2)
         return False
     return True
 
@@ -377,7 +393,10 @@ def rasterize_gaussians(
         if not means.is_cuda:
             raise Sv4dError("the gsplat backend needs CUDA tensors; use backend='torch' on the CPU")
         if not _gsplat_available():
-            raise Sv4dError("the gsplat backend needs the gsplat package (pip install gsplat)")
+            raise Sv4dError(
+                "the gsplat backend needs the gsplat package with its CUDA extension built (pip install gsplat; "
+                "see the warning above), or backend='torch'"
+            )
         return _rasterize_gsplat(means, quats, scales, opacities, colors, c2w, intrinsics, background, near)
     W, H = intrinsics.width, intrinsics.height
     proj = project_gaussians(means, quats, scales, c2w, intrinsics, near)

@@ -64,6 +64,8 @@ class NerfFitter(Fitter):
         dev = self.device
         self.origins, self.dirs = o.reshape(v, -1, 3).to(dev), d.reshape(v, -1, 3).to(dev)  # (V, H*W, 3)
         self._rgb, self._alpha = data.rgb.to(dev), data.alpha.to(dev)
+        self._weight_of: torch.Tensor | None = None  # the data.weight that self._weight is a copy of
+        self._weight: torch.Tensor | None = None
         self._times = data.times.to(dev)
         self._hw = h * w
         # Pixels whose rays can meet the hull: the masks dilated one pixel beyond the carving.
@@ -95,6 +97,13 @@ class NerfFitter(Fitter):
                 raise Sv4dError("the chosen frames have empty object masks in every view")
         return self._pool_frames, self._pool_ids
 
+    def _device_weight(self) -> torch.Tensor:
+        """``data.weight`` (V, F, H, W) on the device: copied once, and again only when a hook
+        replaces it (not the whole tensor on every step)."""
+        if self._weight_of is not self.data.weight:
+            self._weight_of, self._weight = self.data.weight, self.data.weight.to(self.device)
+        return self._weight
+
     def train_step(self, step: int, frames: Sequence[int], progress: float) -> dict[str, float]:
         cfg, data, field = self.config, self.data, self.model.field
         pool_f, pool_ids = self._pool(frames)
@@ -115,7 +124,7 @@ class NerfFitter(Fitter):
         w = data.shape[3]
         py, px = pix // w, pix % w
         gt_rgb, gt_a = self._rgb[vi, fi, py, px], self._alpha[vi, fi, py, px]
-        wgt = data.weight.to(self.device)[vi, fi, py, px] if data.weight is not None else torch.ones_like(gt_a)
+        wgt = self._device_weight()[vi, fi, py, px] if data.weight is not None else torch.ones_like(gt_a)
         rgb_loss = (wgt[:, None] * (out["rgb"] - gt_rgb) ** 2).mean()
         alpha_loss = (wgt * (out["alpha"] - gt_a) ** 2).mean()
         loss = rgb_loss + cfg.alpha_weight * alpha_loss

@@ -116,6 +116,7 @@ class DynamicNerf:
         o, d = camera_rays(c2w.cpu().reshape(1, 4, 4), intrinsics)
         o, d = o.reshape(-1, 3).to(self.device), d.reshape(-1, 3).to(self.device)
         occ = self.occupancy_at(t)[None]
+        box = occupied_box(occ, self.bound)  # once per image, not once per chunk of rays
         n, chunk = len(o), self.config.render_chunk
         tt = torch.full((n,), float(t), device=self.device)
         zero = torch.zeros(n, dtype=torch.long, device=self.device)
@@ -128,6 +129,7 @@ class DynamicNerf:
                 tt[i : i + chunk],
                 zero[i : i + chunk],
                 self.step_size,
+                box=box,
             )
             for i in range(0, n, chunk)
         ]
