@@ -182,3 +182,17 @@ def test_chunked_reading_reopens_the_file_and_keeps_every_tensor(tiny_model, tmp
     got = read_tensors(p, list(sd), "cpu", torch.bfloat16, chunk_bytes=4096)
     assert set(got) == set(sd)
     assert all(torch.equal(got[k], sd[k].to(torch.bfloat16)) for k in sd)
+
+
+def test_a_half_precision_generator_keeps_its_decoder_weights_in_float32(tmp_path):
+    """The decoder runs in float32: its weights are read from the file as float32, not rounded to
+    bf16 first and converted back (8 mantissa bits instead of 24)."""
+    from conftest import tiny_generation_checkpoint
+    from sv4d.generate.pipeline import GenerationPipeline
+
+    ckpt = tiny_generation_checkpoint(tmp_path / "tiny.safetensors")
+    exact = load_model(ckpt).first_stage_model.state_dict()
+    pipe = GenerationPipeline.from_checkpoint(ckpt, device="cpu", dtype="bf16")
+    decoder = pipe.model.first_stage_model.state_dict()
+    assert all(decoder[k].dtype == torch.float32 and torch.equal(decoder[k], exact[k]) for k in exact)
+    assert {p.dtype for p in pipe.model.unet.parameters()} == {torch.bfloat16}

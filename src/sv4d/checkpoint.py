@@ -117,25 +117,35 @@ def load_tensors_into(
     device: str | torch.device = "cpu",
     dtype: torch.dtype = torch.float32,
     source: str | None = None,
+    float32_prefixes: tuple[str, ...] = (),
 ) -> torch.nn.Module:
     """Strictly load either a mapping of tensors or a safetensors file into a (meta) model.
 
     Known-unused keys present in the source but not in the model are skipped; anything
     else that does not match raises Sv4dError listing the problems. Tensors are converted
-    one at a time (no second full copy) and assigned.
+    one at a time (no second full copy) and assigned. Keys starting with one of
+    ``float32_prefixes`` are read as float32 whatever ``dtype`` is (read from the file, not
+    rounded to ``dtype`` first).
     """
     expected = expected_shapes(model)
+
+    def key_dtype(k: str) -> torch.dtype:
+        return torch.float32 if float32_prefixes and k.startswith(float32_prefixes) else dtype
+
     if file is not None:
         p = check_safetensors_file(file)
         source = source or str(p)
         available = read_shapes(p)
         check_keys(expected, available, source)
-        sd = read_tensors(p, [k for k in expected if k in available], device, dtype)
+        keys = [k for k in expected if k in available]
+        sd = {}
+        for dt in dict.fromkeys(key_dtype(k) for k in keys):
+            sd.update(read_tensors(p, [k for k in keys if key_dtype(k) == dt], device, dt))
     else:
         assert tensors is not None
         available = {k: tuple(v.shape) for k, v in tensors.items()}
         check_keys(expected, available, source or "state dict")
-        sd = {k: tensors[k].to(device=device, dtype=dtype) for k in expected if k in available}
+        sd = {k: tensors[k].to(device=device, dtype=key_dtype(k)) for k in expected if k in available}
     if len(sd) != len(expected):
         raise Sv4dError(
             f"{source} lacks some of the unused parameters this model was built with; "
@@ -152,18 +162,20 @@ def load_model(
     device: str | torch.device = "cpu",
     dtype: str | torch.dtype | None = None,
     config: ModelConfig | None = None,
+    float32_prefixes: tuple[str, ...] = (),
 ) -> SV4DModel:
     """Load an official or sv4d-written safetensors checkpoint into an ``SV4DModel``.
 
     The model is built on the meta device and the file's tensors are assigned, so peak
     memory is one copy of the weights (in ``dtype``) plus one tensor. ``path`` is any
-    checkpoint spec (see :func:`sv4d.io.hub.resolve_checkpoint`).
+    checkpoint spec (see :func:`sv4d.io.hub.resolve_checkpoint`). Keys starting with one of
+    ``float32_prefixes`` stay float32 (the generator's decoder: ``("first_stage_model.",)``).
     """
     path = resolve_checkpoint(path)
     dt = parse_dtype(dtype)
     cfg = config or resolve_config(path, preset)
     model = build_model(cfg)
-    load_tensors_into(model, file=path, device=device, dtype=dt)
+    load_tensors_into(model, file=path, device=device, dtype=dt, float32_prefixes=float32_prefixes)
     return model.eval().requires_grad_(False)
 
 

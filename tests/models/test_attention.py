@@ -143,3 +143,44 @@ def test_attention_in_slices_of_rows_gives_the_same_result(mode, monkeypatch):
         sliced = layer(x, emb, ctx, cond_view)
     assert max(calls) <= 5 and len(calls) > 3
     assert torch.allclose(sliced, whole, atol=1e-6)
+
+
+def test_gradient_checkpointing_gives_the_same_output_and_gradients(monkeypatch):
+    """Full-size training needs the UNet's activations recomputed in backward instead of kept:
+    the switch must change memory only, not the numbers."""
+    from sv4d.config import tiny_config
+    from sv4d.models.sv4d import SV4DModel
+
+    torch.manual_seed(0)
+    unet = SV4DModel(tiny_config(num_frames=2, num_views=2, image_size=16)).unet.train()
+    cfg = unet.cfg
+    g = torch.Generator().manual_seed(3)
+    b, T, V, h = 1, 2, 2, 4
+    n = b * T * V
+    x = torch.randn(n, cfg.in_channels, h, h, generator=g)
+    t = torch.rand(n, generator=g) * 10
+    ctx = torch.randn(b, T, cfg.context_dim, generator=g)
+    y = torch.randn(n, cfg.adm_in_channels, generator=g)
+    cv = torch.randn(b * V, cfg.motion_context_dim, h, h, generator=g)
+    from sv4d.models.unet import Stage
+
+    runs, calls = [], []
+    stage_forward = Stage.forward
+
+    def counted(self, *a, **k):
+        if self is unet.middle_block:
+            calls.append(1)
+        return stage_forward(self, *a, **k)
+
+    monkeypatch.setattr(Stage, "forward", counted)
+    for on in (False, True):
+        unet.gradient_checkpointing = on
+        unet.zero_grad()
+        calls.clear()
+        out = unet(x, t, ctx, y, cv)
+        out.square().mean().backward()
+        assert len(calls) == (2 if on else 1)  # with the switch, the block runs again in backward
+        runs.append((out.detach(), {k: p.grad.clone() for k, p in unet.named_parameters() if p.grad is not None}))
+    (a, ga), (b, gb) = runs
+    assert torch.equal(a, b) and ga.keys() == gb.keys() and len(ga) > 50
+    assert all(torch.allclose(ga[k], gb[k], atol=1e-6, rtol=1e-5) for k in ga)

@@ -75,6 +75,7 @@ def make_denoiser(
     if scales is None or uc is None:
         return lambda x, sigma: denoise(unet, x, sigma, c)
     uc = to_dev(uc)
+    scales = scales.to(dev)  # once, not a blocking host-to-device copy at every sampler step
 
     def fn(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         x2, s2, cond = cfg_inputs(x, sigma, c, uc)

@@ -144,7 +144,9 @@ class GenerationPipeline:
         dev = resolve_device(device)
         dt = default_dtype(dev) if dtype is None else parse_dtype(dtype)
         load_dev = "cpu" if offload else dev
-        model = load_model(path, preset=preset, device=load_dev, dtype=dt)
+        # the decoder runs in float32 (as the reference does): read its weights as float32, not
+        # rounded to ``dt`` and converted back
+        model = load_model(path, preset=preset, device=load_dev, dtype=dt, float32_prefixes=("first_stage_model.",))
         if model.cfg.clip is None:
             raise Sv4dError(
                 f"{path} has no image encoder (it takes precomputed embeddings); generation "

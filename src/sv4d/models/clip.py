@@ -141,8 +141,9 @@ def resize_antialiased_bicubic(x: torch.Tensor, size: tuple[int, int]) -> torch.
 
 
 def _layer_norm(ln: nn.LayerNorm, x: torch.Tensor) -> torch.Tensor:
-    """LayerNorm computed in ``x``'s dtype (eps 1e-5)."""
-    return F.layer_norm(x, ln.normalized_shape, ln.weight.to(x.dtype), ln.bias.to(x.dtype), ln.eps)
+    """LayerNorm computed in float32 (as the reference's fp32 weights under autocast do) and cast
+    back to ``x``'s dtype (eps 1e-5)."""
+    return F.layer_norm(x.float(), ln.normalized_shape, ln.weight.float(), ln.bias.float(), ln.eps).to(x.dtype)
 
 
 class MultiheadSelfAttention(nn.Module):

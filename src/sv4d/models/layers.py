@@ -179,5 +179,5 @@ class MixFactor(nn.Module):
         return torch.sigmoid(self.mix_factor)
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        alpha = self.alpha().to(a.dtype)
-        return alpha * a + (1.0 - alpha) * b
+        alpha = self.alpha().float()  # blended in float32 (the reference's alpha is fp32 under autocast)
+        return (alpha * a.float() + (1.0 - alpha) * b.float()).to(a.dtype)

@@ -236,6 +236,9 @@ class SV4DUNet(nn.Module):
     def __init__(self, cfg: UNetConfig) -> None:
         super().__init__()
         self.cfg = cfg
+        #: training switch: recompute each block's activations in the backward pass instead of
+        #: keeping them (the same gradients; full-size training does not fit in memory without it)
+        self.gradient_checkpointing = False
         mc = cfg.model_channels
         ted = cfg.time_embed_dim
         self.time_embed = nn.Sequential(nn.Linear(mc, ted), nn.SiLU(), nn.Linear(ted, ted))
@@ -328,11 +331,20 @@ class SV4DUNet(nn.Module):
 
         h = x.to(dtype)
         skips = []
+        recompute = self.gradient_checkpointing and trace is None and torch.is_grad_enabled()
+
+        def run(block: Stage, h: torch.Tensor, name: str) -> torch.Tensor:
+            if recompute:  # keep only the block's input; its activations are recomputed in backward
+                return torch.utils.checkpoint.checkpoint(
+                    block, h, emb, context, cond_view, num_images, use_reentrant=False
+                )
+            return block(h, emb, context, cond_view, num_images, trace, name)
+
         for i, block in enumerate(self.input_blocks):
-            h = block(h, emb, context, cond_view, num_images, trace, f"input_blocks.{i}")
+            h = run(block, h, f"input_blocks.{i}")
             skips.append(h)
-        h = self.middle_block(h, emb, context, cond_view, num_images, trace, "middle_block")
+        h = run(self.middle_block, h, "middle_block")
         for i, block in enumerate(self.output_blocks):
             h = torch.cat([h, skips.pop()], dim=1)
-            h = block(h, emb, context, cond_view, num_images, trace, f"output_blocks.{i}")
+            h = run(block, h, f"output_blocks.{i}")
         return self.out(h).to(x.dtype)

@@ -12,10 +12,11 @@ from einops import rearrange
 from torch import nn
 
 from ..config import VAEConfig
+from .layers import GroupNorm32
 
 
 def _norm(c: int) -> nn.GroupNorm:
-    return nn.GroupNorm(32, c, eps=1e-6)
+    return GroupNorm32(32, c, eps=1e-6)  # computed in float32 also when the encoders run in fp16/bf16
 
 
 class VAEResnetBlock(nn.Module):

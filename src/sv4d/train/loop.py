@@ -1,8 +1,10 @@
 """The training loop on Hugging Face ``accelerate``.
 
-One process on a CPU, or DDP/FSDP across GPUs and nodes with ``accelerate launch -m
-sv4d.cli train CONFIG``. Mixed precision, gradient accumulation, gradient clipping, EMA
-weights, periodic sample grids, safetensors checkpoints and exact resume:
+One process on a CPU, or DDP across GPUs and nodes with ``accelerate launch -m
+sv4d.cli train CONFIG`` (not FSDP: the EMA and the export hold the parameters as they were
+before ``accelerate.prepare``, which FSDP replaces with flat views). Mixed precision,
+gradient accumulation, gradient clipping, EMA weights, periodic sample grids, safetensors
+checkpoints and exact resume:
 
 * every random draw of step ``s`` (sigmas, noise, masking, dropout, conditioning noise)
   comes from a generator seeded with ``(seed, s)``, and the samples of step ``s`` are a
@@ -110,8 +112,11 @@ class Trainer:
         self.cfg = cfg
         self.progress = progress
         self.out = Path(cfg.out)
+        precision = cfg.mixed_precision
+        if precision == "auto":
+            precision = "bf16" if dev.type == "cuda" else "no"
         self.acc = Accelerator(
-            mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum, cpu=dev.type == "cpu"
+            mixed_precision=precision, gradient_accumulation_steps=cfg.grad_accum, cpu=dev.type == "cpu"
         )
         self.model = build_model(cfg)
         mc = self.model.cfg
@@ -137,6 +142,8 @@ class Trainer:
         unet.requires_grad_(True)
         for p in unet.bypassed_parameters().values():  # gradient 0 by construction; DDP would wait for it
             p.requires_grad_(False)
+        checkpointing = cfg.gradient_checkpointing
+        unet.gradient_checkpointing = cfg.model != "tiny" if checkpointing is None else checkpointing
         if cfg.stage == 1:
             for p in unet.motion_parameters().values():
                 p.requires_grad_(False)
