@@ -172,10 +172,13 @@ def test_numbers_that_are_not_finite_are_refused_before_any_work(capsys):
 
 
 def test_version_help_and_python_m_entry_points():
-    r = subprocess.run([sys.executable, "-m", "sv4d", "--version"], capture_output=True, text=True)
-    assert r.returncode == 0 and r.stdout.strip() == f"sv4d {__version__}"
-    r = subprocess.run([sys.executable, "-m", "sv4d.cli", "fit", "--help"], capture_output=True, text=True)
-    assert r.returncode == 0 and "--device" in r.stdout and "-o OUT" not in r.stdout and "-o PATH" in r.stdout
+    args = {"version": ["-m", "sv4d", "--version"], "help": ["-m", "sv4d.cli", "fit", "--help"]}
+    procs = {k: subprocess.Popen([sys.executable, *a], stdout=subprocess.PIPE, text=True) for k, a in args.items()}
+    out = {k: (p.communicate(timeout=120)[0], p.returncode) for k, p in procs.items()}  # both at once
+    text, code = out["version"]
+    assert code == 0 and text.strip() == f"sv4d {__version__}"
+    text, code = out["help"]
+    assert code == 0 and "--device" in text and "-o OUT" not in text and "-o PATH" in text
 
 
 def test_clip_select_keeps_the_chosen_frames_timed_from_the_first():

@@ -104,7 +104,7 @@ def test_a_tiny_model_learns_a_fixed_batch():
 
     before = eval_loss()
     opt = torch.optim.Adam(unet.parameters(), lr=2e-3)
-    for _ in range(40):
+    for _ in range(20):  # 20 steps reach about 0.45 of the starting loss
         cond, _, _ = drop_conditions(c, uc, 2, ocfg, g)
         loss = diffusion_loss(unet, x0, cond, sample_sigmas(2, ocfg, g), torch.randn(x0.shape, generator=g))
         opt.zero_grad()

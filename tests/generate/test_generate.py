@@ -362,12 +362,12 @@ def test_bad_input_is_a_clear_error_with_nothing_written(case, message, ckpt12, 
 
 
 def test_cli_exit_status_and_help():
-    r = subprocess.run(
-        [sys.executable, "-m", "sv4d", "generate", "missing.gif", "-c", "x.safetensors"], capture_output=True, text=True
-    )
-    assert r.returncode == 2 and "Traceback" not in r.stderr and "sv4d: error:" in r.stderr
-    h = subprocess.run([sys.executable, "-m", "sv4d", "generate", "--help"], capture_output=True, text=True)
-    assert h.returncode == 0
+    both = [["generate", "missing.gif", "-c", "x.safetensors"], ["generate", "--help"]]
+    pipe = dict(stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    procs = [subprocess.Popen([sys.executable, "-m", "sv4d", *a], **pipe) for a in both]  # both at once
+    (_, r_err), (h_out, _) = (p.communicate(timeout=120) for p in procs)
+    assert procs[0].returncode == 2 and "Traceback" not in r_err and "sv4d: error:" in r_err
+    assert procs[1].returncode == 0
     for opt in (
         "--frames",
         "--fps",
@@ -384,7 +384,7 @@ def test_cli_exit_status_and_help():
         "--encode-chunk",
         "--decode-chunk",
     ):
-        assert opt in h.stdout
+        assert opt in h_out
 
 
 def test_every_generate_option_has_help():
