@@ -186,6 +186,31 @@ def chromium(*flags: str, network: bool = False):
     return webdriver.Chrome(service=Service(driver), options=opts)
 
 
+def wait_for(driver, script: str, seconds: float = 20.0, what: str = ""):
+    """The first truthy value of the JavaScript ``script`` in the page, polled every 0.1 s; after
+    ``seconds`` a failure (with a screenshot in $TMPDIR/sv4d-browser-timeout.png)."""
+    import time
+
+    end = time.time() + seconds
+    while time.time() < end:
+        value = driver.execute_script(script)
+        if value:
+            return value
+        time.sleep(0.1)
+    driver.save_screenshot(str(Path(os.environ.get("TMPDIR", "/tmp")) / "sv4d-browser-timeout.png"))
+    raise AssertionError(f"timed out after {seconds} s waiting for {what or script}")
+
+
+def element_pixels(element):
+    """What the page shows in a Selenium element: (H, W, 3) float RGB from its screenshot."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    return np.asarray(Image.open(io.BytesIO(element.screenshot_as_png)).convert("RGB")).astype(float)
+
+
 def requested_urls(driver) -> set[str]:
     """Every address the page requested since the last call (a driver made with ``network=True``)."""
     urls = set()

@@ -13,13 +13,21 @@ import sys
 import time
 import urllib.request
 import zipfile
-from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
-from conftest import DATA, ROOT, WEBGL_FLAGS, chromium, requested_urls, skip_unless_required, tiny_generation_checkpoint
+from conftest import (
+    DATA,
+    ROOT,
+    WEBGL_FLAGS,
+    chromium,
+    element_pixels,
+    requested_urls,
+    skip_unless_required,
+    tiny_generation_checkpoint,
+    wait_for,
+)
 from sv4d.cli import main
 
 CLIP = DATA / "videos" / "camel_96.gif"  # 21 frames of 96 x 96
@@ -82,17 +90,6 @@ def server(tmp_path_factory):
             proc.kill()
 
 
-def _wait(driver, script: str, seconds: float = 120.0, what: str = ""):
-    end = time.time() + seconds
-    while time.time() < end:
-        value = driver.execute_script(script)
-        if value:
-            return value
-        time.sleep(0.1)
-    driver.save_screenshot(str(Path(os.environ.get("TMPDIR", "/tmp")) / "sv4d-demo-timeout.png"))
-    raise AssertionError(f"timed out after {seconds} s waiting for {what or script}")
-
-
 #: JavaScript: the width of the playable video inside the element #ID (0 while none)
 PLAYABLE = "const v = document.querySelector('#{} video'); return v && v.readyState >= 2 && v.videoWidth"
 #: JavaScript: start keeping every progress text the page shows, in window.seen
@@ -118,8 +115,7 @@ def _type(driver, label: str, value) -> None:
 def _canvas_picture(driver, css: str) -> np.ndarray:
     from selenium.webdriver.common.by import By
 
-    png = driver.find_element(By.CSS_SELECTOR, css).screenshot_as_png
-    return np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(float)
+    return element_pixels(driver.find_element(By.CSS_SELECTOR, css))
 
 
 def _drawn(driver, css: str, what: str, seconds: float = 60.0) -> np.ndarray:
@@ -145,29 +141,29 @@ def test_a_clip_becomes_views_a_turnable_asset_and_a_download(server, tmp_path):
     driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": SLOW_FRAMES})
     try:
         driver.get(url)
-        upload = _wait(driver, "return document.querySelector('#video-in input[type=file]')", 60, "the upload box")
+        upload = wait_for(driver, "return document.querySelector('#video-in input[type=file]')", 60, "the upload box")
         driver.execute_script(WATCH_PROGRESS)
         # 1. the upload is checked and its preprocessed frames are shown before anything expensive
         upload.send_keys(str(CLIP))
-        assert _wait(driver, PLAYABLE.format("preview"), 60, "the preprocessed input") == 256
+        assert wait_for(driver, PLAYABLE.format("preview"), 60, "the preprocessed input") == 256
         assert "21 frames of 96 x 96" in driver.find_element(By.ID, "about").text
         # tiny settings: 4 frames, 2 sampling steps, 30 fit steps
         _type(driver, "frames of the clip", 4)
         _type(driver, "sampling steps", 2)
         _type(driver, "fit steps", 30)
-        _wait(driver, "return document.querySelector('#about').innerText.includes('using 4')", 30, "4 frames")
+        wait_for(driver, "return document.querySelector('#about').innerText.includes('using 4')", 30, "4 frames")
         # 2. generate: the grid video and one video per view (the input and 4 novel views)
         driver.find_element(By.ID, "generate").click()
-        _wait(driver, PLAYABLE.format("grid"), 180, "the generated views")
-        assert _wait(driver, "return document.querySelectorAll('#views video, #views img').length") == 5
+        wait_for(driver, PLAYABLE.format("grid"), 180, "the generated views")
+        assert wait_for(driver, "return document.querySelectorAll('#views video, #views img').length", 120) == 5
         assert "generated 5 views" in driver.find_element(By.ID, "status").text
         # 3. fit: the orbit video, the animated mesh and the Gaussians in 3D viewers, the download
         driver.find_element(By.XPATH, "//label[.//input[@value='gaussians']]").click()
         driver.find_element(By.ID, "fit").click()
-        _wait(driver, PLAYABLE.format("orbit"), 300, "the orbit video")
-        _wait(driver, "return document.querySelector('#mesh canvas')", 60, "the mesh viewer")
-        _wait(driver, "return document.querySelector('#splats canvas')", 60, "the Gaussian viewer")
-        href = _wait(driver, "const a = document.querySelector('#download a'); return a && a.href", 30, "the zip")
+        wait_for(driver, PLAYABLE.format("orbit"), 300, "the orbit video")
+        wait_for(driver, "return document.querySelector('#mesh canvas')", 60, "the mesh viewer")
+        wait_for(driver, "return document.querySelector('#splats canvas')", 60, "the Gaussian viewer")
+        href = wait_for(driver, "const a = document.querySelector('#download a'); return a && a.href", 30, "the zip")
         assert "done in" in driver.find_element(By.ID, "status").text
         seen = " | ".join(driver.execute_script("return [...window.seen]"))
         assert "generating: window 1 of 1, step" in seen, seen  # live progress of generation
@@ -196,15 +192,15 @@ def test_a_clip_becomes_views_a_turnable_asset_and_a_download(server, tmp_path):
         bad = tmp_path / "holiday.mp4"
         bad.write_text("these are my notes, not a video")
         driver.find_element(By.CSS_SELECTOR, "#video-in button[aria-label='Clear']").click()
-        _wait(driver, "return document.querySelector('#video-in input[type=file]')", 30, "an empty upload box")
+        wait_for(driver, "return document.querySelector('#video-in input[type=file]')", 30, "an empty upload box")
         driver.find_element(By.CSS_SELECTOR, "#video-in input[type=file]").send_keys(str(bad))
-        _wait(
+        wait_for(
             driver, "return document.body.innerText.includes('holiday.mp4 is not a video that can be read')",
             30, "the error message",
         )  # fmt: skip
         driver.find_element(By.XPATH, "//button[normalize-space()='camel.mp4']").click()  # a shipped example
-        _wait(driver, "return document.querySelector('#about').innerText.includes('384 x 384')", 60, "the example")
-        assert _wait(driver, PLAYABLE.format("preview"), 30, "the example's preview")
+        wait_for(driver, "return document.querySelector('#about').innerText.includes('384 x 384')", 60, "the example")
+        assert wait_for(driver, PLAYABLE.format("preview"), 30, "the example's preview")
         # nothing came from outside this machine, and the page logged no errors
         outside = sorted(u for u in requested_urls(driver) if not u.startswith((url, "data:", "blob:")))
         assert not outside, outside

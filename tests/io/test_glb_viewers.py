@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import functools
 import http.server
-import io
 import shutil
 import threading
 import time
@@ -22,7 +21,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import WEBGL_FLAGS, chromium, gltf_validator_folder, skip_unless_required
+from conftest import WEBGL_FLAGS, chromium, element_pixels, gltf_validator_folder, skip_unless_required
 from sv4d.io.animated_glb import write_animated_glb
 
 THREE_VERSION = "0.187.0"
@@ -222,10 +221,6 @@ def test_three_js_imports_the_glb_and_plays_its_morph_targets(browser, animation
         raise
 
 
-def _pixels(element) -> np.ndarray:
-    return np.asarray(Image.open(io.BytesIO(element.screenshot_as_png)).convert("RGB")).astype(float)
-
-
 def test_model_viewer_loads_the_glb_and_draws_it(browser, animation, tmp_path):
     from selenium.webdriver.common.by import By
 
@@ -247,7 +242,7 @@ def test_model_viewer_loads_the_glb_and_draws_it(browser, animation, tmp_path):
                 t,
             )
             assert (duration, now) == pytest.approx((TIMES[-1], t))
-            shot = _pixels(viewer)
+            shot = element_pixels(viewer)
             Image.fromarray(shot.astype(np.uint8)).save(tmp_path / f"model_viewer_{t:g}s.png")
             # the model was drawn: pixels unlike the white background
             drawn = (np.abs(shot - 255).max(-1) > 24).mean()

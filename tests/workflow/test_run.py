@@ -4,17 +4,14 @@ a shipped clip, every stage's output, a rerun after an interruption, and the pag
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import shutil
-import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import DATA, chromium, fill_hub_cache, tiny_generation_checkpoint
+from conftest import DATA, chromium, element_pixels, fill_hub_cache, tiny_generation_checkpoint, wait_for
 from sv4d.cli import main
 
 CLIP = DATA / "videos" / "camel_96.gif"  # 96 x 96, an animated camel
@@ -194,16 +191,6 @@ def test_missing_input_and_a_folder_that_is_not_a_run(offline, tmp_path, capsys)
 # ------------------------------------------------------------------------------------------ the page
 
 
-def _wait(driver, script: str, seconds: float = 20.0):
-    end = time.time() + seconds
-    while time.time() < end:
-        value = driver.execute_script(script)
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {script}")
-
-
 def test_the_page_in_a_real_browser(tiny_run):
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
@@ -212,7 +199,7 @@ def test_the_page_in_a_real_browser(tiny_run):
     driver = chromium()
     try:
         driver.get((tiny_run / "index.html").as_uri())
-        _wait(driver, "return window.sv4dViewer && window.sv4dViewer.ready")
+        wait_for(driver, "return window.sv4dViewer && window.sv4dViewer.ready")
         state = "return [sv4dViewer.az, sv4dViewer.el, sv4dViewer.frame]"
         driver.find_element(By.ID, "play").click()  # pause, so that only our actions move the view
         assert driver.execute_script("return sv4dViewer.playing") is False
@@ -232,11 +219,11 @@ def test_the_page_in_a_real_browser(tiny_run):
         slider.send_keys(Keys.HOME)
         assert driver.execute_script(state)[2] == 0
         # what is drawn is an image of the asset, not a blank canvas
-        shot = np.asarray(Image.open(io.BytesIO(canvas.screenshot_as_png)).convert("RGB")).astype(float)
+        shot = element_pixels(canvas)
         assert shot.std() > 3 and (shot < 245).any(axis=-1).mean() > 0.01
         # play moves time on
         driver.find_element(By.ID, "play").click()
-        _wait(driver, "return sv4dViewer.frame !== 0")
+        wait_for(driver, "return sv4dViewer.frame !== 0")
         errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
         assert not errors, errors
     finally:

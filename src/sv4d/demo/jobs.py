@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ..errors import Sv4dError
 from ..io.atomic import atomic_file
-from ..io.video import IMAGE_SUFFIXES, MIN_FRAME_SIZE, VIDEO_SUFFIXES
+from ..io.video import IMAGE_SUFFIXES, MIN_FRAME_SIZE, VIDEO_SUFFIXES, natural_key
 
 
 @dataclass(frozen=True)
@@ -151,20 +151,14 @@ def check_upload(files: Sequence[str | os.PathLike], folder: str | os.PathLike, 
         with atomic_file(source) as tmp:
             shutil.copyfile(paths[0], tmp)
     else:
-        from ..io.video import list_frame_files
-
         source = folder / "frames"
         staging = folder / ".frames.part"
         staging.mkdir()
-        for i, p in enumerate(sorted(paths, key=lambda p: _natural(p.name))):
+        # by file name: each uploaded file may sit in a folder of its own
+        for i, p in enumerate(sorted(paths, key=lambda p: natural_key(p.name))):
             shutil.copyfile(p, staging / f"{i:05d}{p.suffix.lower()}")
         os.replace(staging, source)
-        assert len(list_frame_files(source)) == frames
     return Upload(source, kind, frames, w, h)
-
-
-def _natural(name: str) -> list:
-    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", name)]
 
 
 # ---------------------------------------------------------------------------------------------- jobs

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import Sv4dError
-from .service import METHODS, Demo, DemoOptions, default_fit_steps, demo_models, example_clips, parse_angles
+from .service import METHODS, Demo, DemoOptions, demo_models, example_clips, parse_angles
 
 log = logging.getLogger("sv4d.demo")
 
@@ -102,7 +102,7 @@ def build_page(demo: Demo):
                         method = gr.Radio(
                             list(METHODS), value=base.method, label="4D fit: dynamic NeRF or 4D Gaussians"
                         )
-                        fit_steps = gr.Number(value=default_fit_steps(demo), precision=0, minimum=1, label="fit steps")
+                        fit_steps = gr.Number(value=demo.defaults.fit_steps, precision=0, minimum=1, label="fit steps")
                         minutes = gr.Number(value=base.minutes, minimum=0, label="or minutes (0: use steps)")
         with gr.Row():
             generate_btn = gr.Button("1. generate the views", variant="primary", elem_id="generate")

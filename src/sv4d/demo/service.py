@@ -21,7 +21,7 @@ from typing import Any
 
 from ..errors import Sv4dError
 from ..io.atomic import atomic_file
-from ..workflow.run import DEVICE_DEFAULTS, METHODS, ModelCache, RunOptions, check_options, run_clip
+from ..workflow.run import METHODS, ModelCache, RunOptions, check_options, run_clip
 from .jobs import DemoLimits, DeviceQueue, JobStore, check_upload
 
 log = logging.getLogger("sv4d.demo")
@@ -94,41 +94,34 @@ class Demo:
 
     def prepare(self, files: Sequence[str] | None, mask: str, crop: str, num_frames: int | None) -> dict[str, Any]:
         """Check and copy an upload into a new job folder and preprocess it (crop, mask) for a look.
-        Returns the job: {"folder", "source", "about", "preview"}."""
-        from ..generate.preprocess import preprocess_frames
-        from ..io.video import read_clip, write_video
-
+        Returns the job: {"folder", "source", "upload", "about", "preview"}."""
         folder = self.store.new()
         try:
             with self.store.using(folder):
                 upload = check_upload(files or [], folder / "input", self.options.limits)
-                clip = read_clip(upload.source, max_frames=_count(num_frames))
-                pre = preprocess_frames(clip.frames, PREVIEW_SIZE, mask=mask, crop=crop)
-                preview = write_video(folder / "preview.mp4", pre.images, clip.fps)
+                job = {"folder": str(folder), "source": str(upload.source), "upload": upload.describe()}
+                return {**job, **self._preview(folder, job, mask, crop, num_frames)}
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)  # a refused upload leaves nothing behind
             raise
-        notes = "; ".join(pre.notes)
-        about = f"{upload.describe()}; using {len(clip.frames)} at {clip.fps:g} fps; mask: {pre.mask}"
-        return {
-            "folder": str(folder),
-            "source": str(upload.source),
-            "about": about + (f" ({notes})" if notes else ""),
-            "preview": str(preview),
-        }
 
     def preview_again(self, job: dict | None, mask: str, crop: str, num_frames: int | None) -> dict[str, Any] | None:
         """The preview of the same upload with other mask, crop or frame count."""
+        folder = self._folder(job)
+        with self.store.using(folder):
+            return {**job, **self._preview(folder, job, mask, crop, num_frames)}
+
+    def _preview(self, folder: Path, job: dict, mask: str, crop: str, num_frames: int | None) -> dict[str, str]:
+        """What the model will see of the job's clip, as FOLDER/preview.mp4: {"preview", "about"}."""
         from ..generate.preprocess import preprocess_frames
         from ..io.video import read_clip, write_video
 
-        folder = self._folder(job)
-        with self.store.using(folder):
-            clip = read_clip(job["source"], max_frames=_count(num_frames))
-            pre = preprocess_frames(clip.frames, PREVIEW_SIZE, mask=mask, crop=crop)
-            write_video(folder / "preview.mp4", pre.images, clip.fps)
-        about = job["about"].split("; using")[0]
-        return {**job, "about": f"{about}; using {len(clip.frames)} at {clip.fps:g} fps; mask: {pre.mask}"}
+        clip = read_clip(job["source"], max_frames=_count(num_frames))
+        pre = preprocess_frames(clip.frames, PREVIEW_SIZE, mask=mask, crop=crop)
+        preview = write_video(folder / "preview.mp4", pre.images, clip.fps)
+        about = f"{job['upload']}; using {len(clip.frames)} at {clip.fps:g} fps; mask: {pre.mask}"
+        notes = "; ".join(pre.notes)
+        return {"preview": str(preview), "about": about + (f" ({notes})" if notes else "")}
 
     def _folder(self, job: dict | None) -> Path:
         if not job or not self.store.owns(job.get("folder")):
@@ -245,11 +238,6 @@ def write_zip(run: Path, path: Path) -> Path:
 def demo_models(options: DemoOptions) -> list[tuple[str, str]]:
     """(label, checkpoint) for the page's model choice."""
     return [(model_label(c), c) for c in options.checkpoints]
-
-
-def default_fit_steps(demo: Demo) -> int:
-    gpu, cpu = DEVICE_DEFAULTS["fit_steps"]
-    return demo.defaults.fit_steps or (gpu if demo.device.type == "cuda" else cpu)
 
 
 __all__ = ["Demo", "DemoOptions", "METHODS", "example_clips", "parse_angles", "write_zip"]

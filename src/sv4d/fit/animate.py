@@ -60,6 +60,11 @@ REFUSE_P95 = 0.05
 REFUSE_UNCOVERED = 0.25
 
 
+class TrackingRefused(Sv4dError):
+    """One mesh cannot follow the fit's surface (the frames and figures are in the message); per-frame
+    meshes (``flipbook``) can still be exported."""
+
+
 class FitSurface:
     """A fitted model's surface at a time, its colour and (for Gaussians) its motion.
 
@@ -333,7 +338,7 @@ def export_animated(
     )
     problems = anim.problems()
     if problems:
-        raise Sv4dError(
+        raise TrackingRefused(
             "cannot track this fit's surface with one mesh:\n  "
             + "\n  ".join(problems)
             + "\nexport per-frame meshes instead (--flipbook), or try another --reference-frame"

@@ -81,8 +81,9 @@ class Clip:
         return len(self.frames)
 
 
-def _natural_key(path: Path) -> list:
-    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", str(path))]
+def natural_key(text: str | os.PathLike) -> list:
+    """A sort key that orders numbers by value: ``frame_2`` before ``frame_10``."""
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", os.fspath(text))]
 
 
 def list_frame_files(source: str | os.PathLike) -> list[Path]:
@@ -94,7 +95,7 @@ def list_frame_files(source: str | os.PathLike) -> list[Path]:
         candidates = [Path(p) for p in glob.glob(text) if os.path.isfile(p)]
     else:
         raise Sv4dError(f"{source}: not a folder or a glob pattern of image files")
-    return sorted((p for p in candidates if p.suffix.lower() in IMAGE_SUFFIXES), key=_natural_key)
+    return sorted((p for p in candidates if p.suffix.lower() in IMAGE_SUFFIXES), key=natural_key)
 
 
 def _check_size(width: int, height: int, what: str, min_size: int) -> None:

@@ -214,8 +214,9 @@ def _prepare_folder(
                 f"to continue it, pass {again}--overwrite to start again, or choose another -o"
             )
         if redo:
-            backup = _set_aside(out, STAGES[STAGES.index(redo) :])
-            for stage in STAGES[STAGES.index(redo) :]:
+            redone = STAGES[len(kept) :]
+            backup = _set_aside(out, redone)
+            for stage in redone:
                 state["stages"].pop(stage, None)
             state.pop("complete", None)
             if backup is not None:
@@ -268,9 +269,6 @@ class ModelCache:
             self._key = key
         return self._pipe
 
-    def clear(self) -> None:
-        self._key, self._pipe = None, None
-
 
 def _generate(
     source: str, out: Path, opts: RunOptions, device, progress: bool, models: ModelCache | None, callback
@@ -318,6 +316,7 @@ def _fit(out: Path, opts: RunOptions, device, progress: bool) -> dict[str, Any]:
 def _export(out: Path, opts: RunOptions, device, progress: bool) -> dict[str, Any]:
     """The animated mesh of either fit (per-frame meshes where one mesh cannot follow the surface),
     and the Gaussians as PLY files for a Gaussian fit. What cannot be exported is a note."""
+    from ..fit.animate import TrackingRefused
     from ..fit.outputs import export_mesh, export_ply
 
     ck = out / "fit" / "checkpoint.pt"
@@ -332,9 +331,7 @@ def _export(out: Path, opts: RunOptions, device, progress: bool) -> dict[str, An
     try:
         try:
             files += export_mesh(ck, folder / "mesh", grid=opts.grid, device=device, progress=progress)
-        except Sv4dError as e:  # a surface one mesh cannot follow: one mesh per frame instead
-            if "--flipbook" not in str(e):
-                raise
+        except TrackingRefused as e:  # a surface one mesh cannot follow: one mesh per frame instead
             files += export_mesh(ck, folder / "mesh", grid=opts.grid, flipbook=True, device=device, progress=progress)
             notes.append(f"per-frame meshes (--flipbook): {e}")
     except Sv4dError as e:  # e.g. a fit with no surface: the page is still worth having
